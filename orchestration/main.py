@@ -1,0 +1,129 @@
+"""`./dev demo`: the main job on the embedded default (or on whatever the environment configures).
+
+Creates the demo legacy database if it is missing, then materializes the asset graph capability by
+capability through the same Definitions `dagster dev` loads, recording every run in the Dagster instance,
+and prints a short summary. Safe to run again: content addressing and idempotent assets mean a second
+run stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from dagster import DagsterInstance, Definitions
+
+from core.catalog.db import get_engine
+from orchestration.instance import prepare_embedded_instance
+from resources.settings import data_dir, resolved_database_url, uses_embedded_postgres
+
+LOG_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+@dataclass
+class DemoStep:
+    """One capability's part of the main job: a job and the partitions to run it for."""
+
+    title: str
+    job_name: str
+    partition_keys: Callable[[Definitions], list[str]] = field(default=lambda _defs: [""])
+    run_config: dict = field(default_factory=dict)
+
+
+def today_key() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+#: Filled in capability by capability; each step must be idempotent.
+STEPS: list[DemoStep] = []
+
+
+def legacy_tables_exist(database_url: str) -> bool:
+    with get_engine(database_url).connect() as conn:
+        return bool(conn.execute(sa.text("SELECT to_regclass('public.users') IS NOT NULL")).scalar())
+
+
+def database_size(database_url: str) -> int:
+    with get_engine(database_url).connect() as conn:
+        return int(conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar() or 0)
+
+
+def mb(n: float) -> str:
+    return f"{n / 1_000_000:,.1f} MB"
+
+
+def create_demo_database(database_url: str, scale: float, reset: bool) -> None:
+    from core.demo.legacy_db import generate_legacy_database
+
+    if legacy_tables_exist(database_url) and not reset:
+        print("==> demo legacy database already present (use --reset to regenerate it)")
+        return
+    print(f"==> generating the demo legacy database (scale {scale})")
+    last: dict[str, float] = {}
+
+    def progress(table: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last.get(table, 0) > 1.0:
+            last[table] = now
+            print(f"    {table:<11} {done:>5}/{total} rows", flush=True)
+
+    summary = generate_legacy_database(database_url, scale=scale, progress=progress)
+    print(f"    legacy tables: {mb(sum(summary.bytes_in_table.values()))}")
+
+
+def run_steps(defs: Definitions, instance: DagsterInstance) -> bool:
+    ok = True
+    for step in STEPS:
+        for partition_key in step.partition_keys(defs):
+            label = f"{step.title}" + (f" [{partition_key}]" if partition_key else "")
+            print(f"==> {label}", flush=True)
+            started = time.monotonic()
+            job = defs.get_job_def(step.job_name)
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=partition_key or None,
+                run_config={**LOG_CONFIG, **step.run_config},
+                raise_on_error=False,
+            )
+            status = "ok" if result.success else "FAILED"
+            print(f"    {status} in {time.monotonic() - started:.1f}s (run {result.run_id[:8]})", flush=True)
+            ok = ok and result.success
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0, help="demo database size (1.0 = quick start)")
+    parser.add_argument("--reset", action="store_true", help="regenerate the demo legacy database")
+    args = parser.parse_args(argv)
+
+    started = time.monotonic()
+    folder = data_dir()
+    if uses_embedded_postgres():
+        print(f"==> embedded default: PostgreSQL and object store under {folder}")
+    prepare_embedded_instance(folder)
+
+    from orchestration.definitions import defs
+
+    database_url = resolved_database_url()
+    if uses_embedded_postgres():
+        create_demo_database(database_url, args.scale, args.reset)
+    size_before = database_size(database_url)
+
+    with DagsterInstance.get() as instance:
+        ok = run_steps(defs, instance)
+
+    print()
+    print("Summary")
+    print(f"  legacy database size: {mb(size_before)} before this run, {mb(database_size(database_url))} now")
+    print(f"  finished in {time.monotonic() - started:.0f}s; open the UI with ./dev ui")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

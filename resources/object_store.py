@@ -1,0 +1,42 @@
+"""Object storage as a Dagster resource: the local filesystem, or any S3-compatible service via S3Resource."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from dagster import ConfigurableResource
+from dagster_aws.s3 import S3Resource
+from pydantic import Field
+
+from core.objectstore.base import ObjectStore
+
+
+class ObjectStoreResource(ConfigurableResource):
+    """Where objects live. `backend="s3"` works with AWS S3, R2, B2, MinIO and Spaces through `s3`.
+
+    The same class configures the media store and the (separate) backup location.
+    """
+
+    backend: Literal["local", "s3"] = "local"
+    local_root: str = Field(default=".data/objects", description="Folder for the local backend")
+    bucket: str = Field(default="", description="Bucket for the s3 backend")
+    prefix: str = Field(default="", description="Key prefix inside the bucket (s3 backend)")
+    s3: S3Resource = Field(default_factory=S3Resource)
+    signing_secret: str = Field(description="HMAC secret for local signed URLs (a secret)")
+    public_base_url: str = Field(
+        default="http://localhost:8080/media", description="Base of local signed URLs"
+    )
+
+    def store(self) -> ObjectStore:
+        if self.backend == "s3":
+            from core.objectstore.s3 import S3ObjectStore
+
+            if not self.bucket:
+                raise ValueError("ObjectStoreResource(backend='s3') needs a bucket")
+            return S3ObjectStore(self.s3.get_client(), self.bucket, prefix=self.prefix)
+        from core.objectstore.local import LocalObjectStore
+
+        return LocalObjectStore(
+            Path(self.local_root), signing_secret=self.signing_secret, base_url=self.public_base_url
+        )

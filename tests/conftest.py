@@ -1,0 +1,44 @@
+"""Shared fixtures: one real PostgreSQL server and one S3-compatible server per test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.embedded_postgres import start_embedded_postgres
+from tests.support.services import PostgresServer, new_bucket, s3_server
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """TEST_DATABASE_URL names an existing server; otherwise the embedded binaries start one."""
+    admin_url = os.environ.get("TEST_DATABASE_URL")
+    if not admin_url:
+        # Unix socket paths are limited to ~100 bytes, so keep the data folder short. pgserver stops the
+        # server and deletes the folder when this process exits.
+        admin_url = start_embedded_postgres(Path("/tmp") / f"mp-pg-{os.getpid()}", delete_on_exit=True).url()
+    server = PostgresServer(admin_url)
+    yield server
+    server.dispose()
+
+
+@pytest.fixture
+def database_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the real server for one test."""
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    with s3_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> str:
+    return new_bucket(s3_endpoint)
