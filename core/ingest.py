@@ -1,0 +1,152 @@
+"""Put content into object storage and the catalog, verified, content-addressed and idempotent.
+
+Split in two so callers control the ordering that makes "nothing lost" hold:
+1. `store_verified` uploads (or finds) the object and confirms size and checksum: no database writes.
+2. `upsert_object` / `upsert_reference` / `record_quarantine` run inside the caller's transaction, the
+   same one that rewrites the source row, so the catalog and the source can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+
+from core.catalog.models import ObjectReference, QuarantineRecord, StoredObject
+from core.keys import original_key
+from core.media_types import MediaInfo
+from core.objectstore.base import ChecksumMismatch, ObjectStore, ObjectStoreError
+from core.objectstore.retry import retry_transient
+
+
+class VerificationFailed(ObjectStoreError):
+    """The stored object does not match what was written; the source must not be rewritten."""
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    key: str
+    sha256: str
+    size: int
+    uploaded: bool  # False when identical content was already there (deduplicated)
+
+
+def store_verified(store: ObjectStore, data: bytes, sha256: str, info: MediaInfo) -> StoredBlob:
+    """Upload `data` to its content-addressed key unless it is already there, then confirm it.
+
+    Re-running after a crash at any point is safe: an object already present with the same size and
+    checksum is reused; one with a different checksum (a torn earlier write) is overwritten.
+    """
+    key = original_key(sha256, info.extension)
+    existing = retry_transient(lambda: store.head(key))
+    if existing is not None and existing.size == len(data) and existing.sha256 == sha256:
+        return StoredBlob(key, sha256, len(data), uploaded=False)
+    retry_transient(lambda: store.put_bytes(key, data, sha256=sha256, content_type=info.mime_type))
+    confirmed = retry_transient(lambda: store.head(key))
+    if confirmed is None or confirmed.size != len(data) or confirmed.sha256 != sha256:
+        raise VerificationFailed(
+            f"{key}: stored object does not match (size {confirmed.size if confirmed else None} vs "
+            f"{len(data)}, sha256 {confirmed.sha256 if confirmed else None})"
+        )
+    return StoredBlob(key, sha256, len(data), uploaded=True)
+
+
+def upsert_object(conn: sa.Connection, blob: StoredBlob, info: MediaInfo, provider: str) -> int:
+    """The catalog row for this content (one per SHA-256); revives it if retention had deleted it."""
+    stmt = (
+        insert(StoredObject)
+        .values(
+            sha256=blob.sha256,
+            size_bytes=blob.size,
+            mime_type=info.mime_type,
+            kind=info.kind,
+            width=info.width,
+            height=info.height,
+            storage_key=blob.key,
+            provider=provider,
+            status="verified",
+        )
+        .on_conflict_do_update(
+            index_elements=[StoredObject.sha256],
+            set_={"status": "verified", "deleted_at": None, "storage_key": blob.key},
+        )
+        .returning(StoredObject.id)
+    )
+    return int(conn.execute(stmt).scalar_one())
+
+
+def upsert_reference(
+    conn: sa.Connection,
+    *,
+    object_id: int,
+    owner_id: str,
+    origin: str,
+    source_name: str,
+    source_table: str,
+    source_pk: str,
+    json_path: str = "",
+) -> int:
+    """Record that this place refers to `object_id` (every owner's reference is kept)."""
+    stmt = (
+        insert(ObjectReference)
+        .values(
+            object_id=object_id,
+            owner_id=owner_id,
+            origin=origin,
+            source_name=source_name,
+            source_table=source_table,
+            source_pk=source_pk,
+            json_path=json_path,
+        )
+        .on_conflict_do_update(
+            constraint="uq_object_references_origin",
+            set_={"object_id": object_id, "owner_id": owner_id, "released_at": None},
+        )
+        .returning(ObjectReference.id)
+    )
+    return int(conn.execute(stmt).scalar_one())
+
+
+def record_quarantine(
+    conn: sa.Connection,
+    *,
+    source_name: str,
+    source_table: str,
+    source_pk: str,
+    json_path: str,
+    reason_code: str,
+    reason: str,
+    sha256: str | None = None,
+    size_bytes: int | None = None,
+    run_id: str | None = None,
+) -> None:
+    """Say which input was refused and why; a rerun updates the record instead of duplicating it."""
+    values = {
+        "source_name": source_name,
+        "source_table": source_table,
+        "source_pk": source_pk,
+        "json_path": json_path,
+        "reason_code": reason_code,
+        "reason": reason,
+        "sha256": sha256,
+        "size_bytes": size_bytes,
+        "run_id": run_id,
+    }
+    stmt = insert(QuarantineRecord).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        constraint="uq_quarantine_origin",
+        set_={k: stmt.excluded[k] for k in ("reason_code", "reason", "sha256", "size_bytes", "run_id")},
+    )
+    conn.execute(stmt)
+
+
+__all__ = [
+    "ChecksumMismatch",
+    "StoredBlob",
+    "VerificationFailed",
+    "record_quarantine",
+    "store_verified",
+    "upsert_object",
+    "upsert_reference",
+]
