@@ -1,0 +1,163 @@
+"""Base64 text in, bytes out, strictly: the tolerant-but-honest decoder and the JSON path walker.
+
+Real legacy data holds base64 that went through many hands: MIME line breaks every 76 characters, the
+URL-safe alphabet, stripped padding, `data:` URIs. All of those decode. Anything else (stray characters,
+mixed alphabets, padding in the middle, an impossible length) is corrupt and says why, so it can be
+quarantined with a reason instead of being "repaired" into different bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from core.sources import parse_json_path
+
+_WHITESPACE = re.compile(r"\s+")
+_STANDARD = re.compile(r"[A-Za-z0-9+/]*")
+_DATA_URI = re.compile(
+    r"data:(?P<mime>[A-Za-z0-9.+-]+/[A-Za-z0-9.+-]+)?(?P<params>(?:;[A-Za-z0-9._-]+=[^;,]*)*)"
+    r"(?P<base64>;base64)?,",
+    re.IGNORECASE,
+)
+#: How far into a value a data URI header may reach (mime type plus parameters).
+_DATA_URI_HEADER_MAX = 256
+
+
+class CorruptBase64(ValueError):
+    """The text is not base64 we can decode without guessing; `code` is stable for metrics."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class DecodedBlob:
+    data: bytes
+    declared_mime: str | None  # from a data: URI; informative only, magic bytes decide the real type
+    encoded_length: int  # characters as stored in the database
+
+
+def decode_base64(text: str) -> bytes:
+    """Decode standard or URL-safe base64, with or without padding and line breaks; else CorruptBase64."""
+    try:
+        # Fast path: canonical base64 (what most apps write) decodes in one strict pass.
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        pass
+    compact = _WHITESPACE.sub("", text)
+    if not compact:
+        return b""
+    body = compact.rstrip("=")
+    padding = len(compact) - len(body)
+    if padding > 2:
+        raise CorruptBase64("bad_padding", f"{padding} '=' characters at the end (at most 2 allowed)")
+    has_standard = "+" in body or "/" in body
+    has_urlsafe = "-" in body or "_" in body
+    if has_standard and has_urlsafe:
+        raise CorruptBase64("mixed_alphabet", "mixes the standard (+/) and URL-safe (-_) alphabets")
+    if has_urlsafe:
+        body = body.replace("-", "+").replace("_", "/")
+    if not _STANDARD.fullmatch(body):
+        bad = next((i, c) for i, c in enumerate(body) if not (c.isascii() and (c.isalnum() or c in "+/")))
+        raise CorruptBase64(
+            "invalid_character",
+            f"character {bad[1]!r} at position {bad[0]} is not base64"
+            + (" ('=' padding may only end the value)" if bad[1] == "=" else ""),
+        )
+    if len(body) % 4 == 1:
+        raise CorruptBase64(
+            "bad_length", f"{len(body)} base64 characters cannot encode whole bytes (length mod 4 is 1)"
+        )
+    if padding and (len(body) + padding) % 4:
+        raise CorruptBase64("bad_padding", "padding does not complete a 4-character group")
+    body += "=" * (-len(body) % 4)
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError) as exc:  # pragma: no cover - the checks above should catch all
+        raise CorruptBase64("undecodable", str(exc)) from exc
+
+
+def parse_data_uri(text: str) -> tuple[str | None, str]:
+    """Split `data:<mime>[;params];base64,<payload>` into (mime, payload); CorruptBase64 if not base64."""
+    match = _DATA_URI.match(text, 0, min(len(text), _DATA_URI_HEADER_MAX))
+    if not match:
+        raise CorruptBase64("bad_data_uri", "starts with 'data:' but has no valid '<mime>;base64,' header")
+    if not match.group("base64"):
+        raise CorruptBase64("data_uri_not_base64", "data: URI is not base64-encoded (no ';base64')")
+    mime = match.group("mime")
+    return (mime.lower() if mime else None), text[match.end() :]
+
+
+def decode_blob_text(text: str) -> DecodedBlob:
+    """A stored value (plain base64 or a data: URI) to its bytes."""
+    declared = None
+    payload = text
+    if text[:5].lower() == "data:":
+        declared, payload = parse_data_uri(text)
+    return DecodedBlob(decode_base64(payload), declared, len(text))
+
+
+# -- JSON paths ----------------------------------------------------------------------------------------
+
+
+def expand_json_path(doc: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """Every concrete path matching `path` with its value: `images[*].data` -> (`images[3].data`, v).
+
+    Missing keys, wrong container types and out-of-range indexes simply match nothing: a story without
+    images has no blobs, it is not an error.
+    """
+    steps = parse_json_path(path)
+
+    def walk(node: Any, index: int, prefix: str) -> Iterator[tuple[str, Any]]:
+        if index == len(steps):
+            yield prefix, node
+            return
+        name, selector = steps[index]
+        if not isinstance(node, dict) or name not in node:
+            return
+        here = f"{prefix}.{name}" if prefix else name
+        child = node[name]
+        if selector is None:
+            yield from walk(child, index + 1, here)
+            return
+        if not isinstance(child, list):
+            return
+        positions = range(len(child)) if selector == "*" else [int(selector)]
+        for position in positions:
+            if 0 <= position < len(child):
+                yield from walk(child[position], index + 1, f"{here}[{position}]")
+
+    yield from walk(doc, 0, "")
+
+
+def set_json_path(doc: Any, concrete_path: str, value: Any) -> None:
+    """Replace the value at a concrete path (no [*]) in place; everything else in `doc` is untouched."""
+    steps = parse_json_path(concrete_path)
+    node = doc
+    for position, (name, selector) in enumerate(steps):
+        last = position == len(steps) - 1
+        if selector == "*":
+            raise ValueError(f"{concrete_path!r} is a pattern, not a concrete path")
+        if not isinstance(node, dict) or name not in node:
+            raise KeyError(f"{concrete_path!r}: {name!r} not found")
+        if selector is None:
+            if last:
+                node[name] = value
+                return
+            node = node[name]
+            continue
+        items = node[name]
+        index = int(selector)
+        if not isinstance(items, list) or not 0 <= index < len(items):
+            raise KeyError(f"{concrete_path!r}: no element {index} in {name!r}")
+        if last:
+            items[index] = value
+            return
+        node = items[index]

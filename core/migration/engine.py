@@ -1,0 +1,331 @@
+"""Migrate one configured source: verify, then switch, one row at a time, resumable at any point.
+
+Per blob (in a bounded thread pool, because storage calls wait on I/O): decode -> detect the real type
+from magic bytes -> SHA-256 -> `store_verified` (content-addressed upload + confirmation of size and
+checksum). Then per row, in ONE transaction: catalog object + reference rows for every verified blob,
+quarantine rows for every refused value, and the row rewrite guarded by the row version (`xmin`), so a
+row the app changed meanwhile is left for the next pass. No row is rewritten unless its objects are
+verified; a refused value stays in the row as it was.
+
+Progress (last primary key, rows scanned) is persisted after every batch. A run killed at any moment
+resumes from there; rows already rewritten are recognised by their references and objects already
+stored are found by their content address, so nothing is stored twice and nothing is lost. A pass that
+reaches the end of the table clears its progress, so the next run is a fresh pass that picks up rows the
+app wrote with base64 since (hybrid mode) and moves nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+
+from core.blobcodec import CorruptBase64, decode_blob_text, set_json_path
+from core.catalog.models import MigrationProgress, QuarantineRecord
+from core.ingest import StoredBlob, record_quarantine, store_verified, upsert_object, upsert_reference
+from core.media_types import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, MediaInfo, MediaRejected, inspect_media
+from core.migration.references import is_reference, make_reference
+from core.migration.scan import SourceRow, UnreadableRow, dump_document, iter_batches, parse_row
+from core.migration.scan import validate_source as validate_source
+from core.objectstore.base import ObjectStore
+from core.sources import BlobSource
+
+#: Hook for tests and tracing: called with "object_stored" (from a worker thread), "row_updated" (inside
+#: the transaction, before commit), "row_committed" and "batch_done".
+EventHook = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class MigrationSettings:
+    batch_rows: int = 32
+    batch_bytes: int = 32 * 1024 * 1024
+    workers: int = 4
+    max_blob_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class MigrationStats:
+    source: str
+    resumed_from_pk: str | None = None
+    rows_scanned: int = 0
+    rows_rewritten: int = 0
+    rows_changed_concurrently: int = 0
+    blobs_moved: int = 0
+    bytes_moved: int = 0  # decoded bytes of the moved blobs
+    encoded_bytes_moved: int = 0  # characters of base64 removed from the rows
+    objects_uploaded: int = 0
+    duplicates_stored_once: int = 0  # moved blobs whose content was already in storage
+    already_migrated: int = 0  # references found from earlier passes
+    quarantined: int = 0
+    quarantine_reasons: Counter[str] = field(default_factory=Counter)
+    elapsed_seconds: float = 0.0
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.bytes_moved / 1_000_000 / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class _Stored:
+    path: str
+    blob: StoredBlob
+    info: MediaInfo
+    encoded_length: int
+
+
+@dataclass(frozen=True)
+class _Refused:
+    path: str
+    code: str
+    reason: str
+    sha256: str | None = None
+    size: int | None = None
+
+
+class _RowChanged(Exception):
+    """The app rewrote the row while we worked on it; roll back and leave it for the next pass."""
+
+
+def process_value(
+    value: Any, path: str, source: BlobSource, store: ObjectStore, settings: MigrationSettings
+) -> _Stored | _Refused:
+    """Decode, identify, hash and store one value; a refusal is a result, not an exception."""
+    if not isinstance(value, str):
+        return _Refused(path, "not_text", f"expected base64 text, found JSON {type(value).__name__}")
+    try:
+        decoded = decode_blob_text(value)
+    except CorruptBase64 as exc:
+        return _Refused(path, "corrupt_base64", f"{exc.code}: {exc.reason}")
+    data = decoded.data
+    sha256 = hashlib.sha256(data).hexdigest() if data else None
+    try:
+        info = inspect_media(
+            data,
+            allowed_kinds=source.allowed_kinds,
+            max_bytes=settings.max_blob_bytes,
+            max_pixels=settings.max_pixels,
+        )
+    except MediaRejected as exc:
+        return _Refused(path, exc.code, exc.reason, sha256, len(data))
+    assert sha256 is not None  # inspect_media refuses empty data
+    blob = store_verified(store, data, sha256, info)
+    return _Stored(path, blob, info, decoded.encoded_length)
+
+
+def _load_progress(conn: sa.Connection, name: str) -> tuple[str | None, int]:
+    row = conn.execute(
+        sa.select(MigrationProgress.last_pk, MigrationProgress.rows_scanned).where(
+            MigrationProgress.source_name == name
+        )
+    ).first()
+    return (row[0], int(row[1])) if row else (None, 0)
+
+
+def _save_progress(
+    conn: sa.Connection, name: str, last_pk: str, rows_scanned: int, run_id: str | None
+) -> None:
+    stmt = insert(MigrationProgress).values(
+        source_name=name, last_pk=last_pk, rows_scanned=rows_scanned, run_id=run_id, updated_at=sa.func.now()
+    )
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[MigrationProgress.source_name],
+            set_={
+                "last_pk": last_pk,
+                "rows_scanned": rows_scanned,
+                "run_id": run_id,
+                "updated_at": sa.func.now(),
+            },
+        )
+    )
+
+
+def reset_progress(engine: sa.Engine, source_name: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.delete(MigrationProgress).where(MigrationProgress.source_name == source_name))
+
+
+class SourceMigrator:
+    """One pass over one source. Build it, call `run()`; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        store: ObjectStore,
+        source: BlobSource,
+        *,
+        settings: MigrationSettings | None = None,
+        run_id: str | None = None,
+        on_event: EventHook | None = None,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.source = source
+        self.settings = settings or MigrationSettings()
+        self.run_id = run_id
+        self.on_event = on_event or (lambda _event: None)
+        self.stats = MigrationStats(source=source.name)
+
+    def _event(self, name: str) -> None:
+        self.on_event(name)
+
+    def _process(self, value: Any, path: str) -> _Stored | _Refused:
+        outcome = process_value(value, path, self.source, self.store, self.settings)
+        if isinstance(outcome, _Stored):
+            self._event("object_stored")
+        return outcome
+
+    def run(self) -> MigrationStats:
+        started = time.monotonic()
+        with self.engine.connect() as conn:
+            pk_type = validate_source(conn, self.source)
+            last_pk, rows_scanned = _load_progress(conn, self.source.name)
+        self.stats.resumed_from_pk = last_pk
+        with ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="migrate") as pool:
+            for batch in iter_batches(
+                self.engine,
+                self.source,
+                pk_type,
+                after=last_pk,
+                max_rows=self.settings.batch_rows,
+                max_bytes=self.settings.batch_bytes,
+            ):
+                self._run_batch(pool, batch)
+                rows_scanned += len(batch)
+                self.stats.rows_scanned += len(batch)
+                with self.engine.begin() as conn:
+                    _save_progress(conn, self.source.name, str(batch[-1].pk), rows_scanned, self.run_id)
+                self._event("batch_done")
+        # A complete pass: the next run starts again from the top (hybrid mode picks up new base64 rows).
+        reset_progress(self.engine, self.source.name)
+        self.stats.elapsed_seconds = time.monotonic() - started
+        return self.stats
+
+    def _run_batch(self, pool: ThreadPoolExecutor, batch: list[SourceRow]) -> None:
+        planned: list[tuple[SourceRow, Any, list[Future[_Stored | _Refused]], list[_Refused]]] = []
+        for row in batch:
+            futures: list[Future[_Stored | _Refused]] = []
+            refused: list[_Refused] = []
+            try:
+                doc, candidates = parse_row(self.source, row.value)
+            except UnreadableRow as exc:
+                doc, candidates = None, []
+                refused.append(_Refused("", "unreadable_json", str(exc)))
+            for candidate in candidates:
+                if candidate.value is None:
+                    continue
+                if is_reference(candidate.value):
+                    self.stats.already_migrated += 1
+                    continue
+                futures.append(pool.submit(self._process, candidate.value, candidate.path))
+            planned.append((row, doc, futures, refused))
+        for row, doc, futures, refused in planned:
+            outcomes = [f.result() for f in futures]  # a storage failure after retries ends the run here
+            self._commit_row(
+                row,
+                doc,
+                [o for o in outcomes if isinstance(o, _Stored)],
+                refused + [o for o in outcomes if isinstance(o, _Refused)],
+            )
+
+    def _commit_row(self, row: SourceRow, doc: Any, stored: list[_Stored], refused: list[_Refused]) -> None:
+        if not stored and not refused:
+            return
+        source = self.source
+        pk_text = str(row.pk)
+        try:
+            with self.engine.begin() as conn:
+                replacements: list[tuple[str, str]] = []
+                for item in stored:
+                    object_id = upsert_object(conn, item.blob, item.info, self.store.provider)
+                    upsert_reference(
+                        conn,
+                        object_id=object_id,
+                        owner_id=str(row.owner),
+                        origin="migration",
+                        source_name=source.name,
+                        source_table=source.table,
+                        source_pk=pk_text,
+                        json_path=item.path,
+                    )
+                    # A value quarantined earlier and since fixed by the app is no longer in quarantine.
+                    conn.execute(
+                        sa.delete(QuarantineRecord).where(
+                            QuarantineRecord.source_table == source.table,
+                            QuarantineRecord.source_pk == pk_text,
+                            QuarantineRecord.json_path == item.path,
+                        )
+                    )
+                    replacements.append(
+                        (item.path, make_reference(source.reference, item.blob.key, object_id))
+                    )
+                for item in refused:
+                    record_quarantine(
+                        conn,
+                        source_name=source.name,
+                        source_table=source.table,
+                        source_pk=pk_text,
+                        json_path=item.path,
+                        reason_code=item.code,
+                        reason=item.reason,
+                        sha256=item.sha256,
+                        size_bytes=item.size,
+                        run_id=self.run_id,
+                    )
+                if replacements:
+                    if doc is None:
+                        new_value = replacements[0][1]
+                    else:
+                        for path, reference in replacements:
+                            set_json_path(doc, path, reference)
+                        new_value = dump_document(doc)
+                    cast = "CAST(:v AS jsonb)" if source.format == "jsonb" else ":v"
+                    result = conn.execute(
+                        sa.text(
+                            f'UPDATE {source.qualified_table} SET "{source.column}" = {cast} '
+                            f'WHERE "{source.primary_key}" = :pk AND xmin::text = :xmin'
+                        ),
+                        {"v": new_value, "pk": row.pk, "xmin": row.xmin},
+                    )
+                    if result.rowcount != 1:
+                        raise _RowChanged
+                    self._event("row_updated")
+        except _RowChanged:
+            self.stats.rows_changed_concurrently += 1
+            return
+        self._event("row_committed")
+        stats = self.stats
+        if stored:
+            stats.rows_rewritten += 1
+        for item in stored:
+            stats.blobs_moved += 1
+            stats.bytes_moved += item.blob.size
+            stats.encoded_bytes_moved += item.encoded_length
+            if item.blob.uploaded:
+                stats.objects_uploaded += 1
+            else:
+                stats.duplicates_stored_once += 1
+        for item in refused:
+            stats.quarantined += 1
+            stats.quarantine_reasons[item.code] += 1
+
+
+def migrate_source(
+    engine: sa.Engine,
+    store: ObjectStore,
+    source: BlobSource,
+    *,
+    settings: MigrationSettings | None = None,
+    run_id: str | None = None,
+    on_event: EventHook | None = None,
+) -> MigrationStats:
+    """Run one (possibly resumed) pass over `source`; see the module docstring."""
+    return SourceMigrator(engine, store, source, settings=settings, run_id=run_id, on_event=on_event).run()

@@ -1,0 +1,177 @@
+"""Reading a source table in bounded batches: keyset pagination sized by bytes, never the whole table.
+
+Rows can hold tens of MB of base64, so a batch is cut by the stored size of the blob column (read
+cheaply with `octet_length`/`pg_column_size`, which do not detoast) as well as by a row count. Each batch
+is read in its own short transaction, so no connection or snapshot is held while blobs are processed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from core.blobcodec import expand_json_path
+from core.sources import BlobSource, SourceConfigError, plain_identifier
+
+#: How many (pk, size) pairs one probe reads to plan the next batches.
+PROBE_ROWS = 256
+
+TEXT_TYPES = frozenset({"text", "character varying", "character"})
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    pk: Any
+    owner: Any
+    xmin: str  # row version: a concurrent app write changes it, which guards the rewrite
+    value: str | None  # the column as text (jsonb rendered as text)
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+def column_types(conn: sa.Connection, source: BlobSource) -> dict[str, str]:
+    rows = conn.execute(
+        sa.text(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "WHERE a.attrelid = to_regclass(:rel) AND a.attnum > 0 AND NOT a.attisdropped"
+        ),
+        {"rel": f"{source.qualified_table}"},
+    )
+    return {name: kind for name, kind in rows}
+
+
+def validate_source(conn: sa.Connection, source: BlobSource) -> str:
+    """Refuse, before anything runs, a source whose identifiers, table, columns or types are wrong.
+
+    Returns the primary key's SQL type (used to cast the persisted keyset position back).
+    """
+    for what, value in (
+        ("schema", source.schema),
+        ("table", source.table),
+        ("primary_key", source.primary_key),
+        ("owner_column", source.owner_column),
+        ("column", source.column),
+    ):
+        plain_identifier(value, f"source {source.name!r}: {what}")
+    where = f"source {source.name!r}"
+    exists = conn.execute(sa.text("SELECT to_regclass(:rel)"), {"rel": source.qualified_table}).scalar()
+    if exists is None:
+        raise SourceConfigError(f"{where}: table {source.schema}.{source.table} does not exist")
+    types = column_types(conn, source)
+    missing = [c for c in (source.primary_key, source.owner_column, source.column) if c not in types]
+    if missing:
+        raise SourceConfigError(
+            f"{where}: column(s) {', '.join(f'{source.schema}.{source.table}.{c}' for c in missing)} "
+            "do not exist"
+        )
+    column_type = types[source.column].split("(")[0]
+    wanted = {"jsonb"} if source.format == "jsonb" else TEXT_TYPES
+    if column_type not in wanted:
+        raise SourceConfigError(
+            f"{where}: column {source.table}.{source.column} is {types[source.column]}, but format "
+            f"{source.format!r} needs {' or '.join(sorted(wanted))}"
+        )
+    return types[source.primary_key]
+
+
+def _size_expr(source: BlobSource) -> str:
+    column = _q(source.column)
+    return f"pg_column_size({column})" if source.format == "jsonb" else f"octet_length({column})"
+
+
+def _value_expr(source: BlobSource) -> str:
+    column = _q(source.column)
+    return f"{column}::text" if source.format == "jsonb" else column
+
+
+def iter_batches(
+    engine: sa.Engine,
+    source: BlobSource,
+    pk_type: str,
+    *,
+    after: str | None = None,
+    max_rows: int = 32,
+    max_bytes: int = 32 * 1024 * 1024,
+) -> Iterator[list[SourceRow]]:
+    """Yield consecutive batches of rows with pk > `after`, in pk order, each within the limits
+    (a single row bigger than `max_bytes` is a batch of its own)."""
+    table, pk = source.qualified_table, _q(source.primary_key)
+    keyset = f"{pk} > CAST(:last AS {pk_type})"
+    probe_sql = (
+        f"SELECT {pk}::text, coalesce({_size_expr(source)}, 0) FROM {table} "
+        f"{{where}} ORDER BY {pk} LIMIT {PROBE_ROWS}"
+    )
+    fetch_sql = sa.text(
+        f"SELECT {pk}, {_q(source.owner_column)}, xmin::text, {_value_expr(source)} FROM {table} "
+        f"WHERE {keyset} AND {pk} <= CAST(:upto AS {pk_type}) ORDER BY {pk}"
+    )
+    first_sql = sa.text(
+        f"SELECT {pk}, {_q(source.owner_column)}, xmin::text, {_value_expr(source)} FROM {table} "
+        f"WHERE {pk} <= CAST(:upto AS {pk_type}) ORDER BY {pk}"
+    )
+    last = after
+    while True:
+        with engine.connect() as conn:
+            where = f"WHERE {keyset}" if last is not None else ""
+            probe = conn.execute(sa.text(probe_sql.format(where=where)), {"last": last}).all()
+        if not probe:
+            return
+        position = 0
+        while position < len(probe):
+            total, end = 0, position
+            while end < len(probe) and end - position < max_rows:
+                if end > position and total + int(probe[end][1]) > max_bytes:
+                    break
+                total += int(probe[end][1])
+                end += 1
+            upto = probe[end - 1][0]
+            with engine.connect() as conn:
+                if last is None:
+                    rows = conn.execute(first_sql, {"upto": upto}).all()
+                else:
+                    rows = conn.execute(fetch_sql, {"last": last, "upto": upto}).all()
+            last = upto
+            position = end
+            if rows:
+                yield [SourceRow(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One place in a row that may hold a blob: its concrete JSON path ("" for the whole column)."""
+
+    path: str
+    value: Any
+
+
+class UnreadableRow(ValueError):
+    """The column cannot be read as the configured format (e.g. json_text that is not JSON)."""
+
+
+def parse_row(source: BlobSource, value: str | None) -> tuple[Any, list[Candidate]]:
+    """(parsed document or None, the blob places in it). Missing paths match nothing."""
+    if value is None:
+        return None, []
+    if source.format in ("base64", "data_uri"):
+        return None, [Candidate("", value)]
+    try:
+        doc = json.loads(value)
+    except ValueError as exc:
+        raise UnreadableRow(f"column is not valid JSON: {exc}") from exc
+    candidates = [
+        Candidate(path, found)
+        for pattern in source.json_paths
+        for path, found in expand_json_path(doc, pattern)
+    ]
+    return doc, candidates
+
+
+def dump_document(doc: Any) -> str:
+    """Compact JSON for the rewritten row (json_text and jsonb alike)."""
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
