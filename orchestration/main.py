@@ -39,8 +39,15 @@ def today_key() -> str:
     return datetime.now(UTC).date().isoformat()
 
 
+def migration_partition_keys(defs: Definitions) -> list[str]:
+    return defs.get_job_def("migration_job").partitions_def.get_partition_keys()  # type: ignore[union-attr]
+
+
 #: Filled in capability by capability; each step must be idempotent.
-STEPS: list[DemoStep] = []
+STEPS: list[DemoStep] = [
+    DemoStep("Migration inventory: what the legacy tables hold", "migration_inventory_job"),
+    DemoStep("Migrate base64 blobs to object storage", "migration_job", migration_partition_keys),
+]
 
 
 def legacy_tables_exist(database_url: str) -> bool:
@@ -121,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("Summary")
     print(f"  legacy database size: {mb(size_before)} before this run, {mb(database_size(database_url))} now")
+    from core.migration.report import migration_summary_lines
+
+    for line in migration_summary_lines(get_engine(database_url)):
+        print(f"  {line}")
     print(f"  finished in {time.monotonic() - started:.0f}s; open the UI with ./dev ui")
     return 0 if ok else 1
 

@@ -1,0 +1,158 @@
+"""What the migration's asset checks measure: base64 left, references that resolve, space to reclaim."""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from core.catalog.models import ObjectReference, QuarantineRecord, StoredObject
+from core.migration.references import is_reference
+from core.migration.scan import UnreadableRow, iter_batches, parse_row, validate_source
+from core.objectstore.base import ObjectStore
+from core.objectstore.retry import retry_transient
+from core.sources import BlobSource
+
+MB = 1024 * 1024
+
+
+@dataclass
+class Base64Left:
+    values: int = 0
+    quarantined_values: int = 0
+    examples: list[str] = field(default_factory=list)  # "pk 12 images[3].data"
+
+
+def base64_left(engine: sa.Engine, source: BlobSource, *, examples: int = 10) -> Base64Left:
+    """Values at the source's blob places that are neither a reference nor a quarantined input."""
+    with engine.connect() as conn:
+        pk_type = validate_source(conn, source)
+        quarantined = {
+            (pk, path)
+            for pk, path in conn.execute(
+                sa.select(QuarantineRecord.source_pk, QuarantineRecord.json_path).where(
+                    QuarantineRecord.source_table == source.table
+                )
+            )
+        }
+    report = Base64Left()
+    for batch in iter_batches(engine, source, pk_type):
+        for row in batch:
+            pk = str(row.pk)
+            try:
+                _doc, candidates = parse_row(source, row.value)
+            except UnreadableRow:
+                if (pk, "") in quarantined:
+                    report.quarantined_values += 1
+                else:
+                    report.values += 1
+                continue
+            for candidate in candidates:
+                if candidate.value is None or is_reference(candidate.value):
+                    continue
+                if (pk, candidate.path) in quarantined:
+                    report.quarantined_values += 1
+                    continue
+                report.values += 1
+                if len(report.examples) < examples:
+                    report.examples.append(f"pk {pk} {candidate.path or source.column}")
+    return report
+
+
+@dataclass
+class ReferenceReport:
+    references: int = 0
+    objects: int = 0
+    missing: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    reread: int = 0
+    reread_failed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.mismatched or self.reread_failed)
+
+
+def verify_references(
+    engine: sa.Engine, store: ObjectStore, source: BlobSource, *, sample: int = 25, workers: int = 4
+) -> ReferenceReport:
+    """HEAD every object this source refers to (size and recorded SHA-256 must match the catalog),
+    then re-read and re-hash a random sample of them end to end."""
+    with engine.connect() as conn:
+        report = ReferenceReport(
+            references=int(
+                conn.execute(
+                    sa.select(sa.func.count()).where(
+                        ObjectReference.source_name == source.name, ObjectReference.released_at.is_(None)
+                    )
+                ).scalar_one()
+            )
+        )
+        objects = conn.execute(
+            sa.select(StoredObject.storage_key, StoredObject.sha256, StoredObject.size_bytes)
+            .where(
+                StoredObject.id.in_(
+                    sa.select(ObjectReference.object_id).where(
+                        ObjectReference.source_name == source.name, ObjectReference.released_at.is_(None)
+                    )
+                )
+            )
+            .order_by(StoredObject.id)
+        ).all()
+    report.objects = len(objects)
+
+    def head(item: tuple[str, str, int]) -> tuple[str, str | None]:
+        key, sha256, size = item
+        info = retry_transient(lambda: store.head(key))
+        if info is None:
+            return key, "missing"
+        if info.size != size or info.sha256 != sha256.strip():
+            return key, f"stored size {info.size} sha256 {info.sha256}, catalog says {size} {sha256}"
+        return key, None
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for key, problem in pool.map(head, objects):
+            if problem == "missing":
+                report.missing.append(key)
+            elif problem:
+                report.mismatched.append(f"{key}: {problem}")
+    for key, sha256, _size in random.sample(objects, min(sample, len(objects))):
+        report.reread += 1
+        if not retry_transient(lambda k=key, s=sha256: store.verify(k, s.strip())):
+            report.reread_failed.append(key)
+    return report
+
+
+@dataclass(frozen=True)
+class SpaceReport:
+    table: str
+    bytes_before: int
+    bytes_after: int
+    live_bytes: int  # what the rows occupy now
+
+    @property
+    def reclaimable(self) -> int:
+        return max(0, self.bytes_after - self.live_bytes)
+
+    def advice(self) -> str:
+        if self.reclaimable < MB:
+            return f"{self.table}: nothing significant to reclaim."
+        return (
+            f"Run `VACUUM (FULL, ANALYZE) {self.table};` (takes an ACCESS EXCLUSIVE lock for its duration) "
+            f"or `pg_repack --table={self.table}` (online) to return about "
+            f"{self.reclaimable / MB:,.0f} MB to the OS. Plain (auto)VACUUM only makes the space reusable "
+            "inside the table; it does not shrink the files."
+        )
+
+
+def live_bytes(conn: sa.Connection, source: BlobSource) -> int:
+    """Bytes the rows occupy now (stored, possibly compressed, sizes), plus indexes."""
+    rows = conn.execute(
+        sa.text(f"SELECT coalesce(sum(pg_column_size(t.*)), 0) FROM {source.qualified_table} t")
+    ).scalar()
+    indexes = conn.execute(
+        sa.text("SELECT pg_indexes_size(to_regclass(:t))"), {"t": source.qualified_table}
+    ).scalar()
+    return int(rows or 0) + int(indexes or 0)

@@ -1,0 +1,46 @@
+"""Run the migration of every configured source in a child process, and SIGKILL it at a chosen point.
+
+    python -m tests.support.migration_worker <database_url> <objects_root> [<event> <count>]
+
+The process kills itself with SIGKILL (no cleanup, no finally blocks, like `kill -9` or an OOM kill)
+the `count`-th time the engine reports `event` (object_stored, row_updated, row_committed, batch_done).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from core.catalog.db import get_engine
+from core.migration.engine import MigrationSettings, migrate_source
+from core.objectstore.local import LocalObjectStore
+from core.sources import load_sources_config
+
+
+def main(argv: list[str]) -> int:
+    url, root = argv[0], Path(argv[1])
+    kill_event, kill_at = (argv[2], int(argv[3])) if len(argv) > 3 else (None, 0)
+    seen = 0
+    lock = threading.Lock()
+
+    def hook(event: str) -> None:
+        nonlocal seen
+        if event != kill_event:
+            return
+        with lock:
+            seen += 1
+            if seen == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    store = LocalObjectStore(root, signing_secret="s")
+    settings = MigrationSettings(batch_rows=2, batch_bytes=8192, workers=3)
+    for source in load_sources_config().sources:
+        migrate_source(get_engine(url), store, source, settings=settings, on_event=hook)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
