@@ -26,7 +26,8 @@ from tests.support.migration import (
 )
 from tests.support.services import s3_client
 
-SMALL = MigrationSettings(batch_rows=2, batch_bytes=4096, workers=3)
+DECLARED = (("files", "mime_type"),)
+SMALL = MigrationSettings(batch_rows=2, batch_bytes=4096, workers=3, declared_type_columns=DECLARED)
 
 
 def local_store(tmp_path: Path) -> LocalObjectStore:
@@ -75,7 +76,7 @@ def test_every_format_migrates_verified_and_bad_input_is_quarantined(
     assert sum(s.blobs_moved for s in stats.values()) == len(fixture.good)
     assert sum(s.quarantined for s in stats.values()) == len(fixture.bad)
     assert stats["stories"].duplicates_stored_once >= 3  # the shared picture, stored once
-    assert stats["files"].quarantine_reasons == {"executable": 1}
+    assert stats["files"].quarantine_reasons == {"executable": 1, "not_image": 1}
     # the rest of the JSON is kept, and jsonb stays jsonb
     with get_engine(database_url).connect() as conn:
         doc = json.loads(conn.execute(sa.text("SELECT data FROM stories WHERE id = 1")).scalar_one())
@@ -171,7 +172,7 @@ class FlakyStore(LocalObjectStore):
 def test_transient_storage_errors_are_retried(database_url: str, tmp_path: Path) -> None:
     fixture = create_legacy_tables(database_url, stories=2, images_per_story=2)
     store = FlakyStore(tmp_path / "objects", signing_secret="s")
-    migrate_all(database_url, store, MigrationSettings(workers=1))
+    migrate_all(database_url, store, MigrationSettings(workers=1, declared_type_columns=DECLARED))
     assert FlakyStore.calls > 10
     assert_fully_migrated(database_url, local_store(tmp_path), fixture)
 

@@ -75,15 +75,17 @@ def test_the_no_base64_check_is_blocking_and_counts_unexplained_base64(
     files = next(s for s in sources() if s.name == "files")
     engine = get_engine(database_url)
     report = base64_left(engine, files)
-    assert (report.values, report.quarantined_values) == (0, 1)  # the executable stays, explained
+    assert (report.values, report.quarantined_values) == (0, 2)  # executable + PDF-as-JPEG, explained
     with engine.begin() as conn:
         conn.execute(
-            sa.text("INSERT INTO files (id, user_id, filename, mime, data) VALUES (50, 1, 'n', 'x', 'AAAA')")
+            sa.text(
+                "INSERT INTO files (id, user_id, filename, mime_type, data) VALUES (50, 1, 'n', 'x', 'AAAA')"
+            )
         )
         conn.execute(sa.text("DELETE FROM media_catalog.quarantine WHERE source_table = 'files'"))
     report = base64_left(engine, files)
-    assert report.values == 2
-    assert report.examples == ["pk 4 data", "pk 50 data"]
+    assert report.values == 3
+    assert report.examples == ["pk 4 data", "pk 5 data", "pk 50 data"]
 
 
 def test_a_source_missing_from_the_database_is_refused_with_a_clear_message(

@@ -49,6 +49,11 @@ class MigrationSettings:
     workers: int = 4
     max_blob_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
+    #: source name -> column holding the app's declared MIME type (e.g. files.mime_type)
+    declared_type_columns: tuple[tuple[str, str], ...] = ()
+
+    def declared_type_column(self, source_name: str) -> str | None:
+        return dict(self.declared_type_columns).get(source_name)
 
 
 @dataclass
@@ -95,7 +100,12 @@ class _RowChanged(Exception):
 
 
 def process_value(
-    value: Any, path: str, source: BlobSource, store: ObjectStore, settings: MigrationSettings
+    value: Any,
+    path: str,
+    source: BlobSource,
+    store: ObjectStore,
+    settings: MigrationSettings,
+    declared_mime: str | None = None,
 ) -> _Stored | _Refused:
     """Decode, identify, hash and store one value; a refusal is a result, not an exception."""
     if not isinstance(value, str):
@@ -115,6 +125,16 @@ def process_value(
         )
     except MediaRejected as exc:
         return _Refused(path, exc.code, exc.reason, sha256, len(data))
+    declared = (decoded.declared_mime or declared_mime or "").strip().lower()
+    if declared.startswith("image/") and info.kind != "image":
+        # The app labels it an image and would serve it as one; content says otherwise.
+        return _Refused(
+            path,
+            "not_image",
+            f"declared {declared} but the content is {info.mime_type} (from magic bytes)",
+            sha256,
+            len(data),
+        )
     assert sha256 is not None  # inspect_media refuses empty data
     blob = store_verified(store, data, sha256, info)
     return _Stored(path, blob, info, decoded.encoded_length)
@@ -173,12 +193,13 @@ class SourceMigrator:
         self.run_id = run_id
         self.on_event = on_event or (lambda _event: None)
         self.stats = MigrationStats(source=source.name)
+        self.declared_column = self.settings.declared_type_column(source.name)
 
     def _event(self, name: str) -> None:
         self.on_event(name)
 
-    def _process(self, value: Any, path: str) -> _Stored | _Refused:
-        outcome = process_value(value, path, self.source, self.store, self.settings)
+    def _process(self, value: Any, path: str, declared_mime: str | None) -> _Stored | _Refused:
+        outcome = process_value(value, path, self.source, self.store, self.settings, declared_mime)
         if isinstance(outcome, _Stored):
             self._event("object_stored")
         return outcome
@@ -186,7 +207,7 @@ class SourceMigrator:
     def run(self) -> MigrationStats:
         started = time.monotonic()
         with self.engine.connect() as conn:
-            pk_type = validate_source(conn, self.source)
+            pk_type = validate_source(conn, self.source, self.declared_column)
             last_pk, rows_scanned = _load_progress(conn, self.source.name)
         self.stats.resumed_from_pk = last_pk
         with ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="migrate") as pool:
@@ -197,6 +218,7 @@ class SourceMigrator:
                 after=last_pk,
                 max_rows=self.settings.batch_rows,
                 max_bytes=self.settings.batch_bytes,
+                declared_mime_column=self.declared_column,
             ):
                 self._run_batch(pool, batch)
                 rows_scanned += len(batch)
@@ -225,7 +247,7 @@ class SourceMigrator:
                 if is_reference(candidate.value):
                     self.stats.already_migrated += 1
                     continue
-                futures.append(pool.submit(self._process, candidate.value, candidate.path))
+                futures.append(pool.submit(self._process, candidate.value, candidate.path, row.declared_mime))
             planned.append((row, doc, futures, refused))
         for row, doc, futures, refused in planned:
             outcomes = [f.result() for f in futures]  # a storage failure after retries ends the run here

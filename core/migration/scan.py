@@ -29,6 +29,7 @@ class SourceRow:
     owner: Any
     xmin: str  # row version: a concurrent app write changes it, which guards the rewrite
     value: str | None  # the column as text (jsonb rendered as text)
+    declared_mime: str | None = None  # the app's own type label, when the source has one
 
 
 def _q(name: str) -> str:
@@ -46,7 +47,7 @@ def column_types(conn: sa.Connection, source: BlobSource) -> dict[str, str]:
     return {name: kind for name, kind in rows}
 
 
-def validate_source(conn: sa.Connection, source: BlobSource) -> str:
+def validate_source(conn: sa.Connection, source: BlobSource, declared_mime_column: str | None = None) -> str:
     """Refuse, before anything runs, a source whose identifiers, table, columns or types are wrong.
 
     Returns the primary key's SQL type (used to cast the persisted keyset position back).
@@ -64,7 +65,10 @@ def validate_source(conn: sa.Connection, source: BlobSource) -> str:
     if exists is None:
         raise SourceConfigError(f"{where}: table {source.schema}.{source.table} does not exist")
     types = column_types(conn, source)
-    missing = [c for c in (source.primary_key, source.owner_column, source.column) if c not in types]
+    if declared_mime_column:
+        plain_identifier(declared_mime_column, f"source {source.name!r}: declared type column")
+    wanted_columns = (source.primary_key, source.owner_column, source.column, declared_mime_column)
+    missing = [c for c in wanted_columns if c and c not in types]
     if missing:
         raise SourceConfigError(
             f"{where}: column(s) {', '.join(f'{source.schema}.{source.table}.{c}' for c in missing)} "
@@ -98,6 +102,7 @@ def iter_batches(
     after: str | None = None,
     max_rows: int = 32,
     max_bytes: int = 32 * 1024 * 1024,
+    declared_mime_column: str | None = None,
 ) -> Iterator[list[SourceRow]]:
     """Yield consecutive batches of rows with pk > `after`, in pk order, each within the limits
     (a single row bigger than `max_bytes` is a batch of its own)."""
@@ -107,14 +112,12 @@ def iter_batches(
         f"SELECT {pk}::text, coalesce({_size_expr(source)}, 0) FROM {table} "
         f"{{where}} ORDER BY {pk} LIMIT {PROBE_ROWS}"
     )
+    declared = f"{_q(declared_mime_column)}::text" if declared_mime_column else "NULL::text"
+    columns = f"{pk}, {_q(source.owner_column)}, xmin::text, {_value_expr(source)}, {declared}"
     fetch_sql = sa.text(
-        f"SELECT {pk}, {_q(source.owner_column)}, xmin::text, {_value_expr(source)} FROM {table} "
-        f"WHERE {keyset} AND {pk} <= CAST(:upto AS {pk_type}) ORDER BY {pk}"
+        f"SELECT {columns} FROM {table} WHERE {keyset} AND {pk} <= CAST(:upto AS {pk_type}) ORDER BY {pk}"
     )
-    first_sql = sa.text(
-        f"SELECT {pk}, {_q(source.owner_column)}, xmin::text, {_value_expr(source)} FROM {table} "
-        f"WHERE {pk} <= CAST(:upto AS {pk_type}) ORDER BY {pk}"
-    )
+    first_sql = sa.text(f"SELECT {columns} FROM {table} WHERE {pk} <= CAST(:upto AS {pk_type}) ORDER BY {pk}")
     last = after
     while True:
         with engine.connect() as conn:
@@ -139,7 +142,7 @@ def iter_batches(
             last = upto
             position = end
             if rows:
-                yield [SourceRow(r[0], r[1], r[2], r[3]) for r in rows]
+                yield [SourceRow(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ def parse_migration_config(raw: dict[str, Any]) -> MigrationConfig:
             workers=workers,
             max_blob_bytes=int(_positive(raw, "max_blob_mb", 50) * 1024 * 1024),
             max_pixels=int(_positive(raw, "max_pixels", 64_000_000)),
+            declared_type_columns=tuple(sorted((raw.get("declared_type_columns") or {}).items())),
         ),
         reference_sample=int(_positive(raw, "reference_sample", 25)),
         reclaim_warn_bytes=int(_positive(raw, "reclaim_warn_mb", 1) * 1024 * 1024),

@@ -24,7 +24,7 @@ CREATE TABLE users (id bigint PRIMARY KEY, email text, last_login_at timestamptz
 CREATE TABLE stories (id serial PRIMARY KEY, user_id bigint, data text, deleted_at timestamptz);
 CREATE TABLE characters (id serial PRIMARY KEY, user_id bigint, name text, photo text,
                          deleted_at timestamptz);
-CREATE TABLE files (id serial PRIMARY KEY, user_id bigint, filename text, mime text, data text,
+CREATE TABLE files (id serial PRIMARY KEY, user_id bigint, filename text, mime_type text, data text,
                     deleted_at timestamptz);
 CREATE TABLE story_jobs (id serial PRIMARY KEY, user_id bigint, result jsonb);
 """
@@ -159,17 +159,35 @@ def create_legacy_tables(url: str, *, stories: int = 4, images_per_story: int = 
         fixture.bad += [("characters", "4", "", "empty"), ("characters", "5", "", "executable")]
 
         # files: accept any -> PDF and ZIP migrate with their MIME; an executable does not
-        for fid, (name, data) in enumerate([("a.pdf", PDF), ("b.zip", ZIP), ("c.jpg", jpeg(21))], start=1):
+        for fid, (name, mime, data) in enumerate(
+            [
+                ("a.pdf", "application/pdf", PDF),
+                ("b.zip", "application/zip", ZIP),
+                ("c.jpg", "image/png", jpeg(21)),
+            ],
+            start=1,
+        ):
             conn.execute(
-                sa.text("INSERT INTO files (id, user_id, filename, mime, data) VALUES (:id, 1, :n, 'x', :d)"),
-                {"id": fid, "n": name, "d": b64(data)},
+                sa.text(
+                    "INSERT INTO files (id, user_id, filename, mime_type, data) VALUES (:id, 1, :n, :m, :d)"
+                ),
+                {"id": fid, "n": name, "m": mime, "d": b64(data)},
             )
             fixture.good[("files", str(fid), "")] = hashlib.sha256(data).hexdigest()
         conn.execute(
-            sa.text("INSERT INTO files (id, user_id, filename, mime, data) VALUES (4, 1, 'e.exe', 'x', :d)"),
+            sa.text(
+                "INSERT INTO files (id, user_id, filename, mime_type, data) VALUES (4, 1, 'e.exe', 'x', :d)"
+            ),
             {"d": b64(EXE)},
         )
-        fixture.bad.append(("files", "4", "", "executable"))
+        conn.execute(  # a PDF the app saved as an image: it would be served as one
+            sa.text(
+                "INSERT INTO files (id, user_id, filename, mime_type, data) "
+                "VALUES (5, 1, 's.jpg', 'image/jpeg', :d)"
+            ),
+            {"d": b64(PDF)},
+        )
+        fixture.bad += [("files", "4", "", "executable"), ("files", "5", "", "not_image")]
 
         # story_jobs: JSONB with pages[*].image.data and a cover
         for jid in (1, 2):

@@ -36,7 +36,9 @@ def main(argv: list[str]) -> int:
                 os.kill(os.getpid(), signal.SIGKILL)
 
     store = LocalObjectStore(root, signing_secret="s")
-    settings = MigrationSettings(batch_rows=2, batch_bytes=8192, workers=3)
+    settings = MigrationSettings(
+        batch_rows=2, batch_bytes=8192, workers=3, declared_type_columns=(("files", "mime_type"),)
+    )
     for source in load_sources_config().sources:
         migrate_source(get_engine(url), store, source, settings=settings, on_event=hook)
     return 0
