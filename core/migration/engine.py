@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from core.blobcodec import CorruptBase64, decode_blob_text, set_json_path
-from core.catalog.models import MigrationProgress, QuarantineRecord
+from core.catalog.models import MigrationProgress, QuarantineRecord, StoredObject
 from core.ingest import StoredBlob, record_quarantine, store_verified, upsert_object, upsert_reference
 from core.media_types import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, MediaInfo, MediaRejected, inspect_media
 from core.migration.references import is_reference, make_reference
@@ -67,7 +67,7 @@ class MigrationStats:
     bytes_moved: int = 0  # decoded bytes of the moved blobs
     encoded_bytes_moved: int = 0  # characters of base64 removed from the rows
     objects_uploaded: int = 0
-    duplicates_stored_once: int = 0  # moved blobs whose content was already in storage
+    duplicates_stored_once: int = 0  # moved blobs whose content the catalog already had
     already_migrated: int = 0  # references found from earlier passes
     quarantined: int = 0
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
@@ -266,7 +266,11 @@ class SourceMigrator:
         try:
             with self.engine.begin() as conn:
                 replacements: list[tuple[str, str]] = []
+                known = 0
                 for item in stored:
+                    known += conn.execute(
+                        sa.select(sa.func.count()).where(StoredObject.sha256 == item.blob.sha256)
+                    ).scalar_one()
                     object_id = upsert_object(conn, item.blob, item.info, self.store.provider)
                     upsert_reference(
                         conn,
@@ -327,14 +331,12 @@ class SourceMigrator:
         stats = self.stats
         if stored:
             stats.rows_rewritten += 1
+        stats.duplicates_stored_once += known
         for item in stored:
             stats.blobs_moved += 1
             stats.bytes_moved += item.blob.size
             stats.encoded_bytes_moved += item.encoded_length
-            if item.blob.uploaded:
-                stats.objects_uploaded += 1
-            else:
-                stats.duplicates_stored_once += 1
+            stats.objects_uploaded += int(item.blob.uploaded)
         for item in refused:
             stats.quarantined += 1
             stats.quarantine_reasons[item.code] += 1
