@@ -39,8 +39,11 @@ def today_key() -> str:
     return datetime.now(UTC).date().isoformat()
 
 
-def migration_partition_keys(defs: Definitions) -> list[str]:
-    return defs.get_job_def("migration_job").partitions_def.get_partition_keys()  # type: ignore[union-attr]
+def migration_partition_keys(_defs: Definitions) -> list[str]:
+    """One migration run per configured source (config/sources.yaml)."""
+    from assets.migration import migration_partitions
+
+    return migration_partitions.get_partition_keys()
 
 
 #: Filled in capability by capability; each step must be idempotent.
