@@ -16,8 +16,8 @@ from core.objectstore.local import LocalObjectStore
 from core.objectstore.s3 import S3ObjectStore
 from core.sources import SourceConfigError, parse_source
 from tests.support.migration import (
-    LegacyFixture,
     all_values,
+    assert_fully_migrated,
     b64,
     create_legacy_tables,
     jpeg,
@@ -36,34 +36,6 @@ def local_store(tmp_path: Path) -> LocalObjectStore:
 
 def migrate_all(url: str, store: ObjectStore, settings: MigrationSettings = SMALL) -> dict[str, object]:
     return {s.name: migrate_source(get_engine(url), store, s, settings=settings) for s in sources()}
-
-
-def assert_fully_migrated(url: str, store: ObjectStore, fixture: LegacyFixture) -> None:
-    """Every good blob is a reference to an object whose bytes hash to the original; bad ones untouched."""
-    values = all_values(url)
-    bad_places = {(t, pk, path) for t, pk, path, _ in fixture.bad}
-    for place, sha in fixture.good.items():
-        key = reference_key(values[place])
-        assert hashlib.sha256(store.get_bytes(key)).hexdigest() == sha, place
-        assert sha in key
-    for place in bad_places:
-        assert place in values and isinstance(values[place], str)
-    with get_engine(url).connect() as conn:
-        refs = conn.execute(
-            sa.text(
-                "SELECT r.source_table, r.source_pk, r.json_path, o.sha256, o.storage_key "
-                "FROM media_catalog.object_references r "
-                "JOIN media_catalog.stored_objects o ON o.id = r.object_id"
-            )
-        ).all()
-        assert {(t, pk, p): sha for t, pk, p, sha, _ in refs} == fixture.good
-        quarantine = conn.execute(
-            sa.text("SELECT source_table, source_pk, json_path, reason_code FROM media_catalog.quarantine")
-        ).all()
-        assert sorted(tuple(q) for q in quarantine) == sorted(fixture.bad)
-        distinct = conn.execute(sa.text("SELECT count(*) FROM media_catalog.stored_objects")).scalar()
-    assert distinct == len(set(fixture.good.values()))
-    assert len(list(store.list_objects("originals/"))) == distinct  # each content stored exactly once
 
 
 def test_every_format_migrates_verified_and_bad_input_is_quarantined(

@@ -21,8 +21,7 @@ from core.migration.report import migration_summary_lines
 from core.objectstore.local import LocalObjectStore
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
-from tests.support.migration import create_legacy_tables, sources
-from tests.test_migration import assert_fully_migrated
+from tests.support.migration import assert_fully_migrated, create_legacy_tables, sources
 
 
 def resources(url: str, root: Path) -> dict[str, object]:

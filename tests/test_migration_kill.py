@@ -12,8 +12,7 @@ from pathlib import Path
 from core.blobcodec import CorruptBase64, decode_blob_text
 from core.catalog.db import PROJECT_ROOT
 from core.objectstore.local import LocalObjectStore
-from tests.support.migration import all_values, create_legacy_tables, reference_key
-from tests.test_migration import assert_fully_migrated
+from tests.support.migration import all_values, assert_fully_migrated, create_legacy_tables, reference_key
 
 
 def run_worker(url: str, root: Path, *kill: str) -> subprocess.CompletedProcess[str]:
