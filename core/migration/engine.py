@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,6 +31,7 @@ from core.blobcodec import CorruptBase64, decode_blob_text, set_json_path
 from core.catalog.models import MigrationProgress, QuarantineRecord, StoredObject
 from core.ingest import StoredBlob, record_quarantine, store_verified, upsert_object, upsert_reference
 from core.media_types import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, MediaInfo, MediaRejected, inspect_media
+from core.migration.memory import limit_heap_fragmentation
 from core.migration.references import is_reference, make_reference
 from core.migration.scan import SourceRow, UnreadableRow, dump_document, iter_batches, parse_row
 from core.migration.scan import validate_source as validate_source
@@ -206,12 +207,13 @@ class SourceMigrator:
 
     def run(self) -> MigrationStats:
         started = time.monotonic()
+        limit_heap_fragmentation()
         with self.engine.connect() as conn:
             pk_type = validate_source(conn, self.source, self.declared_column)
             last_pk, rows_scanned = _load_progress(conn, self.source.name)
         self.stats.resumed_from_pk = last_pk
         with ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="migrate") as pool:
-            for batch in iter_batches(
+            batches = iter_batches(
                 self.engine,
                 self.source,
                 pk_type,
@@ -219,12 +221,15 @@ class SourceMigrator:
                 max_rows=self.settings.batch_rows,
                 max_bytes=self.settings.batch_bytes,
                 declared_mime_column=self.declared_column,
-            ):
-                self._run_batch(pool, batch)
-                rows_scanned += len(batch)
-                self.stats.rows_scanned += len(batch)
+            )
+            while (batch := next(batches, None)) is not None:
+                batch_last_pk, batch_rows = str(batch[-1].pk), len(batch)
+                self._run_batch(pool, batch)  # empties `batch`, so its text is freed as rows complete
+                del batch
+                rows_scanned += batch_rows
+                self.stats.rows_scanned += batch_rows
                 with self.engine.begin() as conn:
-                    _save_progress(conn, self.source.name, str(batch[-1].pk), rows_scanned, self.run_id)
+                    _save_progress(conn, self.source.name, batch_last_pk, rows_scanned, self.run_id)
                 self._event("batch_done")
         # A complete pass: the next run starts again from the top (hybrid mode picks up new base64 rows).
         reset_progress(self.engine, self.source.name)
@@ -248,8 +253,12 @@ class SourceMigrator:
                     self.stats.already_migrated += 1
                     continue
                 futures.append(pool.submit(self._process, candidate.value, candidate.path, row.declared_mime))
-            planned.append((row, doc, futures, refused))
-        for row, doc, futures, refused in planned:
+            # Keep the row's identity, not its text: the parsed document (or the futures) hold the blobs.
+            planned.append((replace(row, value=None), doc, futures, refused))
+        batch.clear()
+        row = doc = candidates = candidate = None  # type: ignore[assignment]  # drop the last row's text
+        while planned:
+            row, doc, futures, refused = planned.pop(0)
             outcomes = [f.result() for f in futures]  # a storage failure after retries ends the run here
             self._commit_row(
                 row,

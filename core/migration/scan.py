@@ -141,8 +141,11 @@ def iter_batches(
                     rows = conn.execute(fetch_sql, {"last": last, "upto": upto}).all()
             last = upto
             position = end
-            if rows:
-                yield [SourceRow(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+            batch = [SourceRow(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+            rows = []  # hold one copy of a batch, never two (rows can be tens of MB each)
+            if batch:
+                yield batch
+            batch = []
 
 
 @dataclass(frozen=True)
