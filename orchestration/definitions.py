@@ -3,15 +3,30 @@ resources built from the environment (resources/settings.py)."""
 
 from __future__ import annotations
 
-from dagster import Definitions
+from dagster import AssetSelection, Definitions, define_asset_job, multiprocess_executor
 
 from assets.sources import source_specs
+from assets.uploads import UPLOAD_DAYS, pending_uploads_below_threshold, processed_uploads
+from assets.variants import IMAGE_VARIANTS_KEY, failed_variant_rate_check, full_variant_set, image_variants
+from orchestration.sensors import process_uploads_job, upload_sensor
 from resources.settings import build_resources
+
+#: Renders what originals lack; the multiprocess executor runs one mapped batch per core.
+variants_job = define_asset_job(
+    "variants_job",
+    selection=AssetSelection.assets(IMAGE_VARIANTS_KEY),
+    partitions_def=UPLOAD_DAYS,
+    executor_def=multiprocess_executor,
+    description="Variants for every image original (migrated and uploaded) lacking its current set.",
+)
 
 
 def build_definitions() -> Definitions:
     return Definitions(
-        assets=[*source_specs],
+        assets=[*source_specs, processed_uploads, image_variants],
+        asset_checks=[pending_uploads_below_threshold, full_variant_set, failed_variant_rate_check],
+        jobs=[process_uploads_job, variants_job],
+        sensors=[upload_sensor],
         resources=build_resources(),
     )
 

@@ -96,13 +96,19 @@ class Upload(Base):
     declared_mime: Mapped[str | None] = mapped_column(sa.Text)
     size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
     upload_date: Mapped[date] = mapped_column(sa.Date, index=True)
-    # pending (requested, never confirmed) | confirmed | processed | rejected | abandoned
+    # pending (requested, never confirmed) | confirmed | queued | processed | rejected | abandoned
     status: Mapped[str] = mapped_column(sa.Text, server_default="pending")
     object_id: Mapped[int | None] = mapped_column(sa.ForeignKey("stored_objects.id"))
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
     confirmed_at: Mapped[datetime | None] = mapped_column(TZ)
     processed_at: Mapped[datetime | None] = mapped_column(TZ)
     error: Mapped[str | None] = mapped_column(sa.Text)
+    # Added by the variants capability (migrations/versions/variants_uploads.py): the object's
+    # last_modified as last registered/processed (a changed listing means the key was overwritten), and
+    # the sensor's batch (run_key) with when it was queued, so a batch is requested once.
+    object_modified_at: Mapped[datetime | None] = mapped_column(TZ)
+    batch_key: Mapped[str | None] = mapped_column(sa.Text)
+    queued_at: Mapped[datetime | None] = mapped_column(TZ)
 
     __table_args__ = (sa.Index("ix_uploads_status_created", "status", "created_at"),)
 
