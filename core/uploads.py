@@ -70,6 +70,13 @@ def parse_upload_key(key: str) -> ParsedUploadKey | None:
         return None
 
 
+def _printable(value: str | None, limit: int = 255) -> str | None:
+    """Untrusted text kept for display only: control characters (NUL breaks Postgres TEXT) removed."""
+    if value is None:
+        return None
+    return "".join(ch for ch in value if ch.isprintable())[:limit]
+
+
 def day_prefix(day: dt.date) -> str:
     return f"{UPLOADS_PREFIX}/{day.year:04d}/{day.month:02d}/{day.day:02d}/"
 
@@ -93,9 +100,9 @@ def request_upload(
         insert(Upload)
         .values(
             upload_key=key,
-            owner_id=owner_id,
-            declared_name=filename,
-            declared_mime=declared_mime,
+            owner_id=_printable(owner_id) or "unknown",
+            declared_name=_printable(filename),
+            declared_mime=_printable(declared_mime, 100),
             upload_date=day,
             status="pending",
         )
