@@ -3,7 +3,7 @@ resources built from the environment (resources/settings.py)."""
 
 from __future__ import annotations
 
-from dagster import AssetSelection, Definitions, define_asset_job, multiprocess_executor
+from dagster import AssetSelection, Definitions, define_asset_job, multi_or_in_process_executor
 
 from assets.sources import source_specs
 from assets.uploads import UPLOAD_DAYS, pending_uploads_below_threshold, processed_uploads
@@ -11,12 +11,12 @@ from assets.variants import IMAGE_VARIANTS_KEY, failed_variant_rate_check, full_
 from orchestration.sensors import process_uploads_job, upload_sensor
 from resources.settings import build_resources
 
-#: Renders what originals lack; the multiprocess executor runs one mapped batch per core.
+#: Renders what originals lack; multiprocess by default (one mapped batch per core), `in_process` selectable.
 variants_job = define_asset_job(
     "variants_job",
     selection=AssetSelection.assets(IMAGE_VARIANTS_KEY),
     partitions_def=UPLOAD_DAYS,
-    executor_def=multiprocess_executor,
+    executor_def=multi_or_in_process_executor,
     description="Variants for every image original (migrated and uploaded) lacking its current set.",
 )
 

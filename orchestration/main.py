@@ -39,8 +39,50 @@ def today_key() -> str:
     return datetime.now(UTC).date().isoformat()
 
 
+def demo_uploads_then_today(_defs: Definitions) -> list[str]:
+    """Variants capability: drop demo uploads (valid photos + a bad one) into the uploads area and
+    register/queue them as the upload sensor does; the step then runs process_uploads_job for today,
+    which processes the day's queued uploads (the sensor's runs carry the same batch as upload_ids)."""
+    from core.catalog.db import upgrade_catalog
+    from core.demo.uploads import drop_demo_uploads
+    from resources.settings import object_store_resource
+
+    database_url = resolved_database_url()
+    upgrade_catalog(database_url)
+    drop_demo_uploads(get_engine(database_url), object_store_resource().store(), datetime.now(UTC).date())
+    return [today_key()]
+
+
 #: Filled in capability by capability; each step must be idempotent.
-STEPS: list[DemoStep] = []
+STEPS: list[DemoStep] = [
+    DemoStep(
+        "Uploads: validate demo uploads, store originals + variants",
+        "process_uploads_job",
+        demo_uploads_then_today,
+    ),
+    DemoStep("Variants for every migrated and uploaded image", "variants_job", lambda _defs: [today_key()]),
+]
+
+
+def variants_summary(database_url: str) -> str:
+    from core.imaging import load_variant_plan
+    from core.variants import variant_set_gaps
+
+    engine = get_engine(database_url)
+    with engine.connect() as conn:
+        counts = dict(
+            conn.execute(sa.text("SELECT status, count(*) FROM media_catalog.variants GROUP BY status")).all()
+        )
+        uploads = dict(
+            conn.execute(sa.text("SELECT status, count(*) FROM media_catalog.uploads GROUP BY status")).all()
+        )
+    gaps = variant_set_gaps(engine, load_variant_plan())
+    return (
+        f"  variants: {counts.get('ready', 0)} ready, {counts.get('skipped', 0)} skipped (not smaller), "
+        f"{counts.get('failed', 0)} failed; {gaps} image originals still lacking their set; uploads: "
+        f"{uploads.get('processed', 0)} processed, {uploads.get('rejected', 0)} rejected (quarantined), "
+        f"{uploads.get('pending', 0)} pending"
+    )
 
 
 def legacy_tables_exist(database_url: str) -> bool:
@@ -121,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("Summary")
     print(f"  legacy database size: {mb(size_before)} before this run, {mb(database_size(database_url))} now")
+    print(variants_summary(database_url))
     print(f"  finished in {time.monotonic() - started:.0f}s; open the UI with ./dev ui")
     return 0 if ok else 1
 
