@@ -18,7 +18,15 @@ from core.imaging import load_variant_plan
 from core.objectstore.base import sha256_hex
 from core.objectstore.local import LocalObjectStore
 from core.uploads import confirm_upload, parse_upload_key, process_uploads, request_upload
-from tests.support.variants import bomb_png, corrupt_png, jpeg_bytes, photo, png_bytes, rotated_jpeg_with_gps
+from tests.support.variants import (
+    GPS_IFD,
+    bomb_png,
+    corrupt_png,
+    demo_phone_jpeg,
+    jpeg_bytes,
+    photo,
+    png_bytes,
+)
 
 PLAN = load_variant_plan()
 TODAY = dt.datetime.now(dt.UTC).date()
@@ -173,7 +181,9 @@ def test_keys_are_built_server_side_from_untrusted_names(env) -> None:
 
 def test_rotated_upload_gets_oriented_variants_without_gps(env) -> None:
     engine, store = env
-    row_id = upload(engine, store, rotated_jpeg_with_gps(400, 200), "gps.jpg")
+    data = demo_phone_jpeg(6)
+    assert Image.open(io.BytesIO(data)).getexif().get_ifd(GPS_IFD)  # the upload carries a GPS position
+    row_id = upload(engine, store, data, "gps.jpg")
     process_uploads(engine, store, PLAN, upload_ids=[row_id])
     with engine.connect() as conn:
         variants = list(conn.execute(sa.select(Variant).where(Variant.status == "ready")))

@@ -44,11 +44,20 @@ def rotated_jpeg_with_gps(width: int = 400, height: int = 200) -> bytes:
     return jpeg_bytes(photo(width, height, seed=3), exif=exif)
 
 
-def bomb_png(width: int = 20_000, height: int = 20_000) -> bytes:
-    """A tiny file declaring a huge canvas (1-bit, so it really is small on disk)."""
-    buffer = io.BytesIO()
-    Image.new("1", (width, height)).save(buffer, "PNG", optimize=True)
-    return buffer.getvalue()
+def bomb_png() -> bytes:
+    """~100 KB PNG declaring 900 MP (the demo generator's bomb, built without materialising pixels)."""
+    from core.demo.images import decompression_bomb_png
+
+    return decompression_bomb_png()
+
+
+def demo_phone_jpeg(orientation: int = 6) -> bytes:
+    """The demo generator's phone JPEG (EXIF orientation + GPS), 640x480 stored unrotated."""
+    import numpy as np
+
+    from core.demo.images import exif_rotated_jpeg
+
+    return exif_rotated_jpeg(np.random.default_rng(1), 640, 480, orientation)
 
 
 def seed_original(engine, store, data: bytes, *, owner: str = "user-1", source_pk: str = "1") -> int:
