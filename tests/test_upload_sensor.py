@@ -14,7 +14,7 @@ from core.catalog.db import get_engine, upgrade_catalog
 from core.catalog.models import Upload
 from core.imaging import UploadLimits, load_variant_plan
 from core.keys import upload_key
-from core.objectstore.base import sha256_hex
+from core.objectstore.base import ObjectStore, sha256_hex
 from core.objectstore.local import LocalObjectStore
 from core.uploads import (
     UploadCursor,
@@ -45,7 +45,7 @@ def env(database_url: str, tmp_path: Path):
     return get_engine(database_url), store, resources
 
 
-def put(store: LocalObjectStore, owner: str, upload_id: str, day: dt.date = TODAY, seed: int = 0) -> str:
+def put(store: ObjectStore, owner: str, upload_id: str, day: dt.date = TODAY, seed: int = 0) -> str:
     key = upload_key(day, owner, upload_id, "photo.jpg")
     data = jpeg_bytes(photo(64, 48, seed=seed))
     store.put_bytes(key, data, sha256=sha256_hex(data), content_type="image/jpeg")
@@ -181,3 +181,25 @@ def test_cursor_round_trips_as_json() -> None:
     assert UploadCursor.from_json(cursor.to_json()) == cursor
     assert json.loads(cursor.to_json())["through"] == TODAY.isoformat()
     assert UploadCursor.from_json(None) == UploadCursor()
+
+
+def test_discovery_and_processing_work_on_an_s3_compatible_store(
+    database_url: str, s3_endpoint: str, s3_bucket: str
+) -> None:
+    """Same discovery over S3 (moto's server over HTTP): registers, batches, processes, spots overwrites."""
+    from core.objectstore.s3 import S3ObjectStore
+    from tests.support.services import s3_client
+
+    upgrade_catalog(database_url)
+    engine = get_engine(database_url)
+    store = S3ObjectStore(s3_client(s3_endpoint), s3_bucket, prefix="media")
+    keys = sorted(put(store, owner, "s3") for owner in ("zed", "amy"))
+    found = discover_uploads(engine, store, UploadCursor(), TODAY, PLAN.uploads)
+    assert sorted(found.registered) == keys
+    batches = queue_batches(engine, PLAN.uploads)
+    for batch in batches:
+        process_uploads(engine, store, PLAN, upload_ids=batch.upload_ids)
+    assert discover_uploads(engine, store, found.cursor, TODAY, PLAN.uploads).registered == []
+    data = jpeg_bytes(photo(90, 70, seed=9))  # a different size, so the overwrite shows even at 1 s precision
+    store.put_bytes(keys[0], data, sha256=sha256_hex(data), content_type="image/jpeg")
+    assert discover_uploads(engine, store, found.cursor, TODAY, PLAN.uploads).changed == [keys[0]]
