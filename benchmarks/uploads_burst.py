@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     resources = build_resources()
     store = resources["object_store"].store()
     defs = build_definitions()
-    job = defs.get_job_def("process_uploads_job")
+    job = defs.resolve_job_def("process_uploads_job")
 
     rng = np.random.default_rng(5)
     today = dt.datetime.now(dt.UTC).date()

@@ -134,7 +134,7 @@ def variants_job():
     """Reconstructable entry point for the multiprocess executor's child processes."""
     from orchestration.definitions import build_definitions
 
-    return build_definitions().get_job_def("variants_job")
+    return build_definitions().resolve_job_def("variants_job")
 
 
 def scaling(count: int) -> None:

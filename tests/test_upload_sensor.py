@@ -203,3 +203,26 @@ def test_discovery_and_processing_work_on_an_s3_compatible_store(
     data = jpeg_bytes(photo(90, 70, seed=9))  # a different size, so the overwrite shows even at 1 s precision
     store.put_bytes(keys[0], data, sha256=sha256_hex(data), content_type="image/jpeg")
     assert discover_uploads(engine, store, found.cursor, TODAY, PLAN.uploads).changed == [keys[0]]
+
+
+def test_definitions_list_the_sensor_jobs_and_checks(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `dagster dev` shows: the upload sensor (STOPPED until turned on), both jobs, the checks."""
+    from dagster import DefaultSensorStatus
+
+    from orchestration.definitions import build_definitions
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("MEDIA_PLATFORM_DATA_DIR", str(tmp_path / "data"))
+    defs = build_definitions()
+    sensor = defs.get_sensor_def("upload_sensor")
+    assert sensor.default_status == DefaultSensorStatus.STOPPED
+    assert sensor.job_name == "process_uploads_job"
+    assert defs.resolve_job_def("variants_job") and defs.resolve_job_def("process_uploads_job")
+    check_names = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
+    assert {
+        "pending_uploads_below_100",
+        "every_original_has_full_variant_set",
+        "failed_variant_rate_below_5_percent",
+    } <= check_names
