@@ -61,7 +61,7 @@ def test_each_content_is_copied_once_and_every_object_of_the_day_is_in_the_manif
     assert (first.status, first.listed, first.copied) == ("verified", 2, 2)
     assert backup.head(copy_key(a_sha)).sha256 == a_sha
 
-    b_id, b_sha, _ = add_object(database_url, media, "bob", random_bytes(2000), at(DAY2))
+    _b_id, b_sha, _ = add_object(database_url, media, "bob", random_bytes(2000), at(DAY2))
     second = run_object_backup(database_url, media, backup, DAY2)
     assert (second.listed, second.copied) == (1, 1)  # day 1's objects are not copied again
     manifest = read_day_manifest(backup, DAY2)
@@ -97,7 +97,7 @@ def test_restore_objects_by_owner_key_and_day_into_a_target_prefix(database_url:
     prepare_database(database_url, rows=1)
     a_id, a_sha, a_key = add_object(database_url, media, "alice", random_bytes(4000), at(DAY1))
     variant_key = add_variant(database_url, media, a_id, random_bytes(300), at(DAY1))
-    _, b_sha, b_key = add_object(database_url, media, "bob", random_bytes(1000), at(DAY2))
+    _, _b_sha, b_key = add_object(database_url, media, "bob", random_bytes(1000), at(DAY2))
     run_object_backup(database_url, media, backup, DAY1)
     run_object_backup(database_url, media, backup, DAY2)
 

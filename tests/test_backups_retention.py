@@ -37,14 +37,9 @@ def test_gfs_keeps_seven_daily_four_weekly_and_twelve_monthly() -> None:
     kept = kept_dates(decisions)
     today = NOW.date()  # a Saturday
     daily = {today - timedelta(days=i) for i in range(7)}
-    weekly = {
-        date(2026, 11, 16),
-        date(2026, 11, 9),
-        date(2026, 11, 2),
-    }  # newest of each earlier week: Sundays
-    weekly = {d + timedelta(days=6) for d in weekly} - {date(2026, 11, 22)}
     assert daily <= set(kept)
-    assert {date(2026, 11, 15), date(2026, 11, 8)} <= set(kept)  # weekly representatives (Sundays)
+    # weekly: the newest (Sunday) of each of the last 4 ISO weeks; this week and 11-15 are already daily
+    assert {date(2026, 11, 8), date(2026, 11, 1)} <= set(kept)
     monthly = {date(2026, 10, 31), date(2026, 9, 30), date(2025, 12, 31)}
     assert monthly <= set(kept)
     assert date(2025, 11, 30) not in kept  # the 13th month back
