@@ -5,13 +5,19 @@ from __future__ import annotations
 
 from dagster import Definitions
 
+from assets.backups import backup_assets, backup_checks
 from assets.sources import source_specs
+from orchestration.backups import backup_jobs
 from resources.settings import build_resources
+from schedules.backups import backup_schedules
 
 
 def build_definitions() -> Definitions:
     return Definitions(
-        assets=[*source_specs],
+        assets=[*source_specs, *backup_assets],
+        asset_checks=[*backup_checks],
+        jobs=[*backup_jobs],
+        schedules=[*backup_schedules],
         resources=build_resources(),
     )
 
