@@ -42,6 +42,41 @@ def today_key() -> str:
 #: Filled in capability by capability; each step must be idempotent.
 STEPS: list[DemoStep] = []
 
+# Backups: today's database dump and object copies, retention, byte verification and the restore drill.
+STEPS += [
+    DemoStep("Back up the database (pg_dump, verified)", "database_backup_job", lambda _defs: [today_key()]),
+    DemoStep("Back up new objects (content-addressed)", "object_backup_job", lambda _defs: [today_key()]),
+    DemoStep("Apply backup retention", "backup_retention_job"),
+    DemoStep("Verify backup bytes", "backup_verification_job"),
+    DemoStep("Restore drill (scratch database + object sample)", "restore_drill_job"),
+]
+
+
+def latest_check_outcome(instance: DagsterInstance, check_name: str) -> str:
+    """'passed', 'FAILED' or 'not run' for the newest evaluation of a backups check."""
+    from dagster import AssetCheckKey
+
+    from assets.backups import BACKUP_SET_KEY
+
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(BACKUP_SET_KEY, check_name), limit=1
+    )
+    evaluation = history[0].event.asset_check_evaluation if history and history[0].event else None
+    return "not run" if evaluation is None else ("passed" if evaluation.passed else "FAILED")
+
+
+def backups_summary(database_url: str, instance: DagsterInstance) -> str:
+    from assets.backups import BACKUP_BYTES_VERIFIED, RESTORE_DRILL
+    from core.backups.report import overview
+
+    view = overview(database_url)
+    return (
+        f"  backups: database {view.newest_database_day or 'none'} ({mb(view.newest_database_bytes)} dump), "
+        f"{view.copies} object copies ({mb(view.copy_bytes)}); byte check "
+        f"{latest_check_outcome(instance, BACKUP_BYTES_VERIFIED)}, restore drill "
+        f"{latest_check_outcome(instance, RESTORE_DRILL)}; restore: python -m orchestration.restore --help"
+    )
+
 
 def legacy_tables_exist(database_url: str) -> bool:
     with get_engine(database_url).connect() as conn:
@@ -117,10 +152,12 @@ def main(argv: list[str] | None = None) -> int:
 
     with DagsterInstance.get() as instance:
         ok = run_steps(defs, instance)
+        backups_line = backups_summary(database_url, instance)
 
     print()
     print("Summary")
     print(f"  legacy database size: {mb(size_before)} before this run, {mb(database_size(database_url))} now")
+    print(backups_line)
     print(f"  finished in {time.monotonic() - started:.0f}s; open the UI with ./dev ui")
     return 0 if ok else 1
 
