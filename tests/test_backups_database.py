@@ -17,6 +17,7 @@ from core.backups.pgtools import PgToolError, find_tool, libpq_target, tool_vers
 from core.backups.restore import RestoreError, drop_database, restore_database
 from core.backups.verify import verify_backups
 from core.catalog.db import get_engine
+from core.objectstore.local import LocalObjectStore
 from tests.support.backups import local_store, prepare_database, s3_store
 
 DAY = date(2026, 11, 21)
@@ -192,3 +193,27 @@ def test_restore_drill_passes_then_fails_when_the_dump_is_corrupted(
     (store.root / backup.storage_key).write_bytes(b"PGDMP not really")
     drill = run_restore_drill(database_url, store)
     assert not drill.passed and "corrupt" in drill.problems[0]
+
+
+class BitRotOnArrival(LocalObjectStore):
+    """A real local store whose disk flips a byte of every dump right after it is written."""
+
+    def put_file(self, key: str, path: Path, *, sha256: str, content_type: str):
+        info = super().put_file(key, path, sha256=sha256, content_type=content_type)
+        target = self.root / key
+        data = bytearray(target.read_bytes())
+        data[-1] ^= 0x01
+        target.write_bytes(bytes(data))
+        return info
+
+
+def test_a_dump_that_does_not_read_back_correctly_after_upload_is_never_verified(
+    database_url: str, tmp_path: Path
+) -> None:
+    prepare_database(database_url)
+    store = BitRotOnArrival(tmp_path / "b", signing_secret="test-secret")
+    with pytest.raises(BackupFailed, match="did not reproduce"):
+        run_database_backup(database_url, store, DAY)
+    status, error = backup_rows(database_url)[-1]
+    assert status == "failed" and "did not reproduce" in (error or "")
+    assert not store.exists(f"database/{DAY}/manifest.json")

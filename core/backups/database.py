@@ -129,6 +129,8 @@ def run_database_backup(
             size = path.stat().st_size
             sha256 = sha256_file(path)
             archived_tables = archive_table_count(restore_tool, path)
+            # Recorded before the upload, so a run killed mid-upload leaves a row retention can clean up.
+            _update_row(engine, backup_id, storage_key=key, size_bytes=size, sha256=sha256)
             store.put_file(key, path, sha256=sha256, content_type=DUMP_CONTENT_TYPE)
         info = store.head(key)
         if info is None or info.size != size or (info.sha256 or "").lower() != sha256:
