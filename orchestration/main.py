@@ -121,7 +121,7 @@ def run_steps(defs: Definitions, instance: DagsterInstance) -> bool:
             label = f"{step.title}" + (f" [{partition_key}]" if partition_key else "")
             print(f"==> {label}", flush=True)
             started = time.monotonic()
-            job = defs.get_job_def(step.job_name)
+            job = defs.resolve_job_def(step.job_name)
             result = job.execute_in_process(
                 instance=instance,
                 partition_key=partition_key or None,

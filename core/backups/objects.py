@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -124,13 +125,23 @@ def objects_of_day(conn: sa.Connection, day: date) -> Iterator[ObjectEntry]:
         )
 
 
-def copy_object(
-    source: ObjectStore, target: ObjectStore, source_key: str, sha256: str, work_dir: Path
-) -> int:
-    """Stream one object from `source` to its content address in `target`, checking its checksum on the way.
+#: Objects up to this size are copied through memory; larger ones through a temp file (flat memory).
+IN_MEMORY_LIMIT = 8 * 1024 * 1024
 
-    Returns the bytes copied. A temp file keeps memory flat for large objects.
+
+def copy_object(
+    source: ObjectStore, target: ObjectStore, source_key: str, sha256: str, size: int, work_dir: Path
+) -> int:
+    """Copy one object from `source` to its content address in `target`, checking its checksum on the way.
+
+    Returns the bytes copied. The target store re-checks the digest before the copy becomes visible.
     """
+    if size <= IN_MEMORY_LIMIT:
+        data = retry_transient(lambda: source.get_bytes(source_key))
+        if sha256_hex(data) != sha256:
+            raise ObjectStoreError(f"source {source_key} does not hash to the catalog's {sha256}")
+        put = partial(target.put_bytes, copy_key(sha256), data, sha256=sha256, content_type=COPY_CONTENT_TYPE)
+        return retry_transient(put).size
     with tempfile.NamedTemporaryFile(dir=work_dir, prefix="copy-") as tmp:
         path = Path(tmp.name)
         actual = retry_transient(lambda: source.download_to(source_key, path))
@@ -273,7 +284,11 @@ def _copy_batch(
 
     def attempt(entry: ObjectEntry) -> tuple[ObjectEntry, int | None, str | None]:
         try:
-            return entry, copy_object(source, backup, entry.source_key, entry.sha256, work_dir), None
+            return (
+                entry,
+                copy_object(source, backup, entry.source_key, entry.sha256, entry.size_bytes, work_dir),
+                None,
+            )
         except ObjectNotFound:
             return entry, None, "source object is missing"
         except ObjectStoreError as exc:
