@@ -113,3 +113,20 @@ def test_dry_run_shows_what_would_go_and_the_real_run_deletes_only_that(
         assert list(statuses) == ["expired", "expired", "verified"]
     again = apply_retention(database_url, store, RetentionPolicy(7, 0, 0), dry_run=False)
     assert again.expired == []  # rerunning is a no-op
+
+
+def test_backup_settings_reject_values_that_would_silently_do_the_wrong_thing() -> None:
+    from core.backups.settings import parse_settings
+    from core.config import load_config
+
+    raw = load_config("backups")
+    assert parse_settings(raw).retention == RetentionPolicy(7, 4, 12, 2)
+    for section, key, value in (
+        ("verification", "sample_share", 0),
+        ("verification", "sample_share", 1.5),
+        ("database", "compression_level", 10),
+        ("retention", "policy", "forever"),
+    ):
+        broken = {**raw, section: {**raw[section], key: value}}
+        with pytest.raises(ConfigError):
+            parse_settings(broken)
