@@ -6,12 +6,17 @@ from __future__ import annotations
 from dagster import Definitions
 
 from assets.sources import source_specs
+from assets.usage import usage_assets
+from orchestration.usage import usage_jobs
 from resources.settings import build_resources
+from schedules.usage import usage_schedules
 
 
 def build_definitions() -> Definitions:
     return Definitions(
-        assets=[*source_specs],
+        assets=[*source_specs, *usage_assets],
+        jobs=[*usage_jobs],
+        schedules=[*usage_schedules],
         resources=build_resources(),
     )
 
