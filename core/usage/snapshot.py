@@ -64,10 +64,6 @@ def day_window(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
 
 # A reference is live at :end when it existed and had not been released; an object/variant exists at
 # :end when created before it and not deleted by then.
-_LIVE_REFS = f"""
-    SELECT DISTINCT owner_id, object_id FROM {C}.object_references
-    WHERE created_at < :end AND (released_at IS NULL OR released_at >= :end)
-"""
 _OBJECT_EXISTS = """
     o.created_at < :end
     AND ((o.status <> 'deleted' AND o.deleted_at IS NULL) OR o.deleted_at >= :end)
@@ -76,35 +72,62 @@ _VARIANT_EXISTS = """
     v.size_bytes IS NOT NULL AND v.created_at < :end
     AND (v.status = 'ready' AND v.deleted_at IS NULL OR v.deleted_at >= :end)
 """
+#: Temporary tables (dropped at commit) holding the day's live (owner, object) pairs and existing objects,
+#: so the references and objects are scanned once instead of once per figure.
+_PAIRS = "usage_live_pairs"
+_OBJECTS = "usage_objects"
+#: Enough memory for the hash aggregates over ~1M rows to stay out of temporary files.
+WORK_MEM = "256MB"
+
+
+def _build_working_tables(conn: sa.Connection, params: dict[str, Any]) -> None:
+    conn.execute(sa.text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+    for table in (_PAIRS, _OBJECTS):
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS pg_temp.{table}"))
+    conn.execute(
+        sa.text(f"""
+        CREATE TEMP TABLE {_OBJECTS} ON COMMIT DROP AS
+        SELECT o.id, o.kind, o.size_bytes, o.sha256, o.created_at FROM {C}.stored_objects o
+        WHERE {_OBJECT_EXISTS}"""),
+        params,
+    )
+    # refs: how many references the owner has to the object (one copy each in the legacy rows)
+    conn.execute(
+        sa.text(f"""
+        CREATE TEMP TABLE {_PAIRS} ON COMMIT DROP AS
+        SELECT r.owner_id, r.object_id, r.refs, o.kind, o.size_bytes, o.sha256
+        FROM (SELECT owner_id, object_id, count(*) AS refs FROM {C}.object_references
+              WHERE created_at < :end AND (released_at IS NULL OR released_at >= :end)
+              GROUP BY owner_id, object_id) r
+        JOIN {_OBJECTS} o ON o.id = r.object_id"""),
+        params,
+    )
+    conn.execute(sa.text(f"ANALYZE {_PAIRS}"))
 
 
 def _insert_catalog_usage(conn: sa.Connection, params: dict[str, Any]) -> None:
     insert = f"INSERT INTO {C}.usage_snapshots (snapshot_date, owner_id, kind, location, bytes, object_count)"
     conn.execute(
         sa.text(f"""{insert}
-            SELECT :day, r.owner_id, o.kind, 'originals', sum(o.size_bytes), count(*)
-            FROM ({_LIVE_REFS}) r JOIN {C}.stored_objects o ON o.id = r.object_id
-            WHERE {_OBJECT_EXISTS}
-            GROUP BY r.owner_id, o.kind"""),
+            SELECT :day, owner_id, kind, 'originals', sum(size_bytes), count(*)
+            FROM {_PAIRS} GROUP BY owner_id, kind"""),
         params,
     )
     conn.execute(
         sa.text(f"""{insert}
-            SELECT :day, r.owner_id, v.variant_name, 'variants', sum(v.size_bytes), count(*)
-            FROM ({_LIVE_REFS}) r JOIN {C}.variants v ON v.parent_object_id = r.object_id
+            SELECT :day, p.owner_id, v.variant_name, 'variants', sum(v.size_bytes), count(*)
+            FROM {_PAIRS} p JOIN {C}.variants v ON v.parent_object_id = p.object_id
             WHERE {_VARIANT_EXISTS}
-            GROUP BY r.owner_id, v.variant_name"""),
+            GROUP BY p.owner_id, v.variant_name"""),
         params,
     )
     # Backup copies are content-addressed (one per SHA-256); attribute each to the owners of that content.
     conn.execute(
         sa.text(f"""{insert}
-            SELECT :day, r.owner_id, o.kind, 'backups', sum(c.size_bytes), count(*)
-            FROM ({_LIVE_REFS}) r
-            JOIN {C}.stored_objects o ON o.id = r.object_id
-            JOIN {C}.backup_object_copies c ON c.sha256 = o.sha256
+            SELECT :day, p.owner_id, p.kind, 'backups', sum(c.size_bytes), count(*)
+            FROM {_PAIRS} p JOIN {C}.backup_object_copies c ON c.sha256 = p.sha256
             WHERE c.copied_at < :end
-            GROUP BY r.owner_id, o.kind"""),
+            GROUP BY p.owner_id, p.kind"""),
         params,
     )
     conn.execute(
@@ -155,38 +178,40 @@ def _summary(
     row = (
         conn.execute(
             sa.text(f"""
-        WITH live AS ({_LIVE_REFS}),
-        objects AS (
-            SELECT o.id, o.size_bytes, o.created_at,
-                   EXISTS (SELECT 1 FROM live WHERE live.object_id = o.id) AS referenced
-            FROM {C}.stored_objects o WHERE {_OBJECT_EXISTS}
+        WITH objects AS MATERIALIZED (
+            -- IN (subquery) in the select list runs as one hashed subplan: no DISTINCT, no join
+            SELECT o.size_bytes, o.created_at, o.id IN (SELECT object_id FROM {_PAIRS}) AS referenced
+            FROM {_OBJECTS} o
         ),
-        variants AS (SELECT v.* FROM {C}.variants v WHERE {_VARIANT_EXISTS}),
+        object_totals AS (
+            SELECT coalesce(sum(size_bytes), 0) AS original_bytes, count(*) AS original_count,
+                   coalesce(sum(size_bytes) FILTER (WHERE referenced), 0) AS live_original_bytes,
+                   coalesce(sum(size_bytes) FILTER (WHERE NOT referenced), 0) AS orphan_bytes,
+                   count(*) FILTER (WHERE NOT referenced) AS orphan_count
+            FROM objects
+        ),
+        variants AS (
+            SELECT v.parent_object_id, v.variant_name, v.size_bytes, v.created_at
+            FROM {C}.variants v WHERE {_VARIANT_EXISTS}
+        ),
         full_size AS (
-            SELECT v.parent_object_id, min(v.size_bytes) AS size_bytes
-            FROM variants v WHERE v.variant_name = ANY(:full_size) GROUP BY v.parent_object_id
+            SELECT parent_object_id, min(size_bytes) AS size_bytes
+            FROM variants WHERE variant_name = ANY(:full_size) GROUP BY parent_object_id
         ),
         ingest AS (
-            SELECT created_at, size_bytes FROM objects WHERE created_at >= :start
+            SELECT created_at, size_bytes FROM {_OBJECTS} WHERE created_at >= :start
             UNION ALL SELECT created_at, size_bytes FROM variants WHERE created_at >= :start
         )
         SELECT
             (SELECT coalesce(sum(bytes), 0) FROM {C}.usage_snapshots
                 WHERE snapshot_date = :day AND location = 'database') AS database_bytes,
-            (SELECT coalesce(sum(size_bytes), 0) FROM objects) AS original_bytes,
-            (SELECT count(*) FROM objects) AS original_count,
-            (SELECT coalesce(sum(size_bytes) FILTER (WHERE referenced), 0) FROM objects)
-                AS live_original_bytes,
-            (SELECT coalesce(sum(size_bytes) FILTER (WHERE NOT referenced), 0) FROM objects) AS orphan_bytes,
-            (SELECT count(*) FILTER (WHERE NOT referenced) FROM objects) AS orphan_count,
-            (SELECT coalesce(sum(o.size_bytes), 0) FROM {C}.object_references r
-                JOIN {C}.stored_objects o ON o.id = r.object_id
-                WHERE r.created_at < :end AND (r.released_at IS NULL OR r.released_at >= :end)
-                  AND {_OBJECT_EXISTS}) AS referenced_bytes,
+            t.original_bytes, t.original_count, t.live_original_bytes, t.orphan_bytes, t.orphan_count,
+            (SELECT coalesce(sum(size_bytes * refs), 0) FROM {_PAIRS}) AS referenced_bytes,
             (SELECT coalesce(sum(size_bytes), 0) FROM variants) AS variant_bytes,
             (SELECT count(*) FROM variants) AS variant_count,
             (SELECT coalesce(sum(greatest(o.size_bytes - f.size_bytes, 0)), 0)
-                FROM full_size f JOIN objects o ON o.id = f.parent_object_id) AS variant_delivery_saved_bytes,
+                FROM full_size f JOIN {_OBJECTS} o ON o.id = f.parent_object_id)
+                AS variant_delivery_saved_bytes,
             (SELECT coalesce(sum(size_bytes), 0) FROM {C}.backup_object_copies WHERE copied_at < :end)
                 + (SELECT coalesce(sum(bytes), 0) FROM {C}.usage_snapshots
                    WHERE snapshot_date = :day AND owner_id = :platform AND location = 'backups')
@@ -202,6 +227,7 @@ def _summary(
                 WHERE snapshot_date = :day AND owner_id NOT IN (:platform, :unowned)) AS owner_count,
             (SELECT coalesce(max(b), 0) FROM (SELECT sum(size_bytes) AS b FROM ingest
                 GROUP BY date_trunc('hour', created_at)) h) AS peak_hour_bytes
+        FROM object_totals t
         """),
             params,
         )
@@ -212,11 +238,13 @@ def _summary(
     summary["database_relation_bytes"] = sum(relation_sizes.values())
     files = conn.execute(
         sa.text(f"""
-            SELECT o.id, o.storage_key, o.kind, o.mime_type, o.size_bytes,
+            SELECT o.id, s.storage_key, o.kind, s.mime_type, o.size_bytes,
                    (SELECT min(r.owner_id) FROM {C}.object_references r
-                    WHERE r.object_id = o.id AND r.released_at IS NULL) AS owner_id
-            FROM {C}.stored_objects o WHERE {_OBJECT_EXISTS}
-            ORDER BY o.size_bytes DESC, o.id LIMIT :n"""),
+                    WHERE r.object_id = o.id AND r.created_at < :end
+                      AND (r.released_at IS NULL OR r.released_at >= :end)) AS owner_id
+            FROM (SELECT id, kind, size_bytes FROM {_OBJECTS} ORDER BY size_bytes DESC, id LIMIT :n) o
+            JOIN {C}.stored_objects s ON s.id = o.id
+            ORDER BY o.size_bytes DESC, o.id"""),
         {**params, "n": largest},
     ).mappings()
     summary["largest_files"] = [dict(f) for f in files]
@@ -301,6 +329,7 @@ def take_usage_snapshot(
     }
     for table in ("usage_snapshots", "owner_quotas", "usage_summaries"):
         conn.execute(sa.text(f"DELETE FROM {C}.{table} WHERE snapshot_date = :day"), {"day": day})
+    _build_working_tables(conn, params)
     _insert_catalog_usage(conn, params)
     relation_sizes = _insert_database_usage(conn, sources, params)
     _insert_quotas(conn, sources, quotas, params)
