@@ -187,3 +187,33 @@ def publish_report(
         csv_keys=tuple(f[0] for f in files[2:]),
         signed_url=store.signed_url(files[0][0], url_ttl_seconds),
     )
+
+
+def read_headline(conn: sa.Connection, period: str, period_start: dt.date) -> dict[str, float] | None:
+    """The stored report's headline: monthly cost on the configured setup now vs as base64 in Postgres."""
+    rows = conn.execute(
+        sa.text(f"""SELECT scenario, gb, monthly_cost_usd FROM {C}.cost_reports
+            WHERE period = :p AND period_start = :s AND is_configured_provider"""),
+        {"p": period, "s": period_start},
+    ).all()
+    by_scenario = {r[0]: (float(r[1]), float(r[2])) for r in rows}
+    if "now" not in by_scenario or "base64_in_postgres" not in by_scenario:
+        return None
+    now_gb, now_usd = by_scenario["now"]
+    before_gb, before_usd = by_scenario["base64_in_postgres"]
+    summary = conn.execute(
+        sa.text(f"""SELECT s.owner_count, s.orphan_count,
+                (SELECT count(*) FROM {C}.owner_quotas q
+                 WHERE q.snapshot_date = s.snapshot_date AND q.used_fraction > 0.8) AS near_quota
+            FROM {C}.usage_summaries s WHERE s.snapshot_date = :s"""),
+        {"s": period_start},
+    ).one_or_none()
+    return {
+        "now_monthly_usd": now_usd,
+        "now_gb": now_gb,
+        "base64_in_postgres_monthly_usd": before_usd,
+        "before_gb": before_gb,
+        "owners": float(summary[0]) if summary else 0.0,
+        "orphans": float(summary[1]) if summary else 0.0,
+        "owners_above_80pct": float(summary[2]) if summary else 0.0,
+    }
