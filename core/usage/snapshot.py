@@ -95,14 +95,13 @@ def _build_working_tables(conn: sa.Connection, params: dict[str, Any]) -> None:
     conn.execute(
         sa.text(f"""
         CREATE TEMP TABLE {_PAIRS} ON COMMIT DROP AS
-        SELECT r.owner_id, r.object_id, r.refs, o.kind, o.size_bytes, o.sha256
+        SELECT r.owner_id, r.object_id, r.refs, o.kind, o.size_bytes
         FROM (SELECT owner_id, object_id, count(*) AS refs FROM {C}.object_references
               WHERE created_at < :end AND (released_at IS NULL OR released_at >= :end)
               GROUP BY owner_id, object_id) r
         JOIN {_OBJECTS} o ON o.id = r.object_id"""),
         params,
     )
-    conn.execute(sa.text(f"ANALYZE {_PAIRS}"))
 
 
 def _insert_catalog_usage(conn: sa.Connection, params: dict[str, Any]) -> None:
@@ -124,9 +123,10 @@ def _insert_catalog_usage(conn: sa.Connection, params: dict[str, Any]) -> None:
     # Backup copies are content-addressed (one per SHA-256); attribute each to the owners of that content.
     conn.execute(
         sa.text(f"""{insert}
-            SELECT :day, p.owner_id, p.kind, 'backups', sum(c.size_bytes), count(*)
-            FROM {_PAIRS} p JOIN {C}.backup_object_copies c ON c.sha256 = p.sha256
-            WHERE c.copied_at < :end
+            SELECT :day, p.owner_id, p.kind, 'backups', sum(b.size_bytes), count(*)
+            FROM (SELECT o.id, c.size_bytes FROM {_OBJECTS} o
+                  JOIN {C}.backup_object_copies c ON c.sha256 = o.sha256 WHERE c.copied_at < :end) b
+            JOIN {_PAIRS} p ON p.object_id = b.id
             GROUP BY p.owner_id, p.kind"""),
         params,
     )
