@@ -102,6 +102,9 @@ def _build_working_tables(conn: sa.Connection, params: dict[str, Any]) -> None:
         JOIN {_OBJECTS} o ON o.id = r.object_id"""),
         params,
     )
+    # temporary tables have no statistics until analysed; without them the joins get nested-loop plans
+    conn.execute(sa.text(f"ANALYZE {_OBJECTS}"))
+    conn.execute(sa.text(f"ANALYZE {_PAIRS}"))
 
 
 def _insert_catalog_usage(conn: sa.Connection, params: dict[str, Any]) -> None:
