@@ -178,3 +178,40 @@ def test_quota_tiers_follow_seed_000_and_sizes_parse() -> None:
     raw["default_tier"] = "gold"
     with pytest.raises(QuotaConfigError, match="default_tier"):
         parse_quota_config(raw)
+
+
+def test_schedules_target_the_period_that_just_ended() -> None:
+    from dagster import DagsterInstance, Definitions, build_schedule_context
+
+    from assets.usage import usage_assets
+    from orchestration.usage import usage_jobs
+    from resources.database import PostgresResource
+    from resources.object_store import ObjectStoreResource
+    from schedules.usage import usage_daily_schedule, usage_monthly_schedule, usage_schedules
+
+    repository = Definitions(
+        assets=usage_assets,
+        jobs=usage_jobs,
+        schedules=usage_schedules,
+        resources={
+            "postgres": PostgresResource(database_url="postgresql://unused@localhost/unused"),
+            "object_store": ObjectStoreResource(signing_secret="unused"),
+        },
+    ).get_repository_def()
+    with DagsterInstance.ephemeral() as instance:
+        daily = usage_daily_schedule.evaluate_tick(
+            build_schedule_context(
+                instance=instance,
+                scheduled_execution_time=dt.datetime(2026, 3, 1, 1, 30, tzinfo=dt.UTC),
+                repository_def=repository,
+            )
+        )
+        monthly = usage_monthly_schedule.evaluate_tick(
+            build_schedule_context(
+                instance=instance,
+                scheduled_execution_time=dt.datetime(2026, 1, 1, 3, 0, tzinfo=dt.UTC),
+                repository_def=repository,
+            )
+        )
+    assert [r.partition_key for r in daily.run_requests] == ["2026-02-28"]
+    assert [r.partition_key for r in monthly.run_requests] == ["2025-12-01"]
