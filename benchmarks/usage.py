@@ -188,6 +188,8 @@ def main() -> None:
         f"   (owner/kind bytes + orphans only)"
     )
     print(f"platform is {baseline_s / total:.1f}x the baseline's speed")
+    load = os.getloadavg()
+    print(f"load average during the run: {load[0]:.1f} / {load[1]:.1f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":
