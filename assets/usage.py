@@ -32,7 +32,7 @@ from core.sources import load_sources_config
 from core.usage.costs import CostReport, UsageFigures, compute_cost_report, headline_text
 from core.usage.pricing import PriceTable, gb, load_price_table
 from core.usage.quotas import load_quota_config
-from core.usage.report import projection_table, publish_report, render_chart, write_cost_tables
+from core.usage.report import projection_table, publish_report, write_cost_tables
 from core.usage.snapshot import load_summaries, take_usage_snapshot
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
@@ -212,7 +212,7 @@ def _cost_report(
         published = publish_report(object_store.store(), report, prices)
         metadata["report_url"] = MetadataValue.url(published.signed_url)
         metadata["report_key"] = published.html_key
-        chart = base64.b64encode(render_chart(report)).decode("ascii")
+        chart = base64.b64encode(published.chart_png).decode("ascii")
         metadata["chart"] = MetadataValue.md(f"![cost chart](data:image/png;base64,{chart})")
     context.log.info(headline_text(report, prices))
     return MaterializeResult(metadata=metadata, check_results=[_budget_check(asset_key, report, prices)])

@@ -163,6 +163,7 @@ class PublishedReport:
     chart_key: str
     csv_keys: tuple[str, ...]
     signed_url: str
+    chart_png: bytes
 
 
 def publish_report(
@@ -186,6 +187,7 @@ def publish_report(
         chart_key=files[1][0],
         csv_keys=tuple(f[0] for f in files[2:]),
         signed_url=store.signed_url(files[0][0], url_ttl_seconds),
+        chart_png=chart,
     )
 
 
