@@ -7,17 +7,20 @@ from dagster import Definitions
 
 from assets.backups import backup_assets, backup_checks
 from assets.sources import source_specs
+from assets.usage import usage_assets
 from orchestration.backups import backup_jobs
+from orchestration.usage import usage_jobs
 from resources.settings import build_resources
 from schedules.backups import backup_schedules
+from schedules.usage import usage_schedules
 
 
 def build_definitions() -> Definitions:
     return Definitions(
-        assets=[*source_specs, *backup_assets],
+        assets=[*source_specs, *backup_assets, *usage_assets],
         asset_checks=[*backup_checks],
-        jobs=[*backup_jobs],
-        schedules=[*backup_schedules],
+        jobs=[*backup_jobs, *usage_jobs],
+        schedules=[*backup_schedules, *usage_schedules],
         resources=build_resources(),
     )
 

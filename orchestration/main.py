@@ -39,8 +39,38 @@ def today_key() -> str:
     return datetime.now(UTC).date().isoformat()
 
 
+def this_month_key() -> str:
+    return datetime.now(UTC).date().replace(day=1).isoformat()
+
+
 #: Filled in capability by capability; each step must be idempotent.
-STEPS: list[DemoStep] = []
+STEPS: list[DemoStep] = [
+    DemoStep("Usage snapshot and daily cost report", "usage_daily_job", lambda _defs: [today_key()]),
+    DemoStep("Monthly cost report", "usage_monthly_job", lambda _defs: [this_month_key()]),
+]
+
+
+def usage_summary_lines(database_url: str) -> list[str]:
+    """The usage headline: cost per month as base64 in Postgres vs now, from today's stored report."""
+    from core.usage.report import read_headline
+
+    day = datetime.now(UTC).date()
+    with get_engine(database_url).connect() as conn:
+        h = read_headline(conn, "day", day)
+    if h is None:
+        return ["  usage: no cost report for today"]
+    saving = (
+        (1 - h["now_monthly_usd"] / h["base64_in_postgres_monthly_usd"]) * 100
+        if h["base64_in_postgres_monthly_usd"]
+        else 0.0
+    )
+    return [
+        f"  usage: {h['owners']:.0f} owners, {h['owners_above_80pct']:.0f} above 80 % of quota,"
+        f" {h['orphans']:.0f} orphaned objects",
+        f"  cost per month: ${h['base64_in_postgres_monthly_usd']:,.4f} as base64 in Postgres"
+        f" ({h['before_gb']:.3f} GB) vs ${h['now_monthly_usd']:,.4f} now ({h['now_gb']:.3f} GB);"
+        f" saving {saving:.0f} %; report under reports/cost/day/{day.isoformat()}/",
+    ]
 
 # Backups: today's database dump and object copies, retention, byte verification and the restore drill.
 STEPS += [
@@ -167,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     print("Summary")
     print(f"  legacy database size: {mb(size_before)} before this run, {mb(database_size(database_url))} now")
     print(backups_line)
+    for line in usage_summary_lines(database_url):
+        print(line)
     print(f"  finished in {time.monotonic() - started:.0f}s; open the UI with ./dev ui")
     return 0 if ok else 1
 
