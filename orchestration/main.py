@@ -53,6 +53,10 @@ def demo_uploads_then_today(_defs: Definitions) -> list[str]:
     return [today_key()]
 
 
+def this_month_key() -> str:
+    return datetime.now(UTC).date().replace(day=1).isoformat()
+
+
 #: Filled in capability by capability; each step must be idempotent.
 STEPS: list[DemoStep] = [
     DemoStep(
@@ -61,6 +65,8 @@ STEPS: list[DemoStep] = [
         demo_uploads_then_today,
     ),
     DemoStep("Variants for every migrated and uploaded image", "variants_job", lambda _defs: [today_key()]),
+    DemoStep("Usage snapshot and daily cost report", "usage_daily_job", lambda _defs: [today_key()]),
+    DemoStep("Monthly cost report", "usage_monthly_job", lambda _defs: [this_month_key()]),
 ]
 
 
@@ -82,6 +88,65 @@ def variants_summary(database_url: str) -> str:
         f"{counts.get('failed', 0)} failed; {gaps} image originals still lacking their set; uploads: "
         f"{uploads.get('processed', 0)} processed, {uploads.get('rejected', 0)} rejected (quarantined), "
         f"{uploads.get('pending', 0)} pending"
+    )
+
+
+def usage_summary_lines(database_url: str) -> list[str]:
+    """The usage headline: cost per month as base64 in Postgres vs now, from today's stored report."""
+    from core.usage.report import read_headline
+
+    day = datetime.now(UTC).date()
+    with get_engine(database_url).connect() as conn:
+        h = read_headline(conn, "day", day)
+    if h is None:
+        return ["  usage: no cost report for today"]
+    saving = (
+        (1 - h["now_monthly_usd"] / h["base64_in_postgres_monthly_usd"]) * 100
+        if h["base64_in_postgres_monthly_usd"]
+        else 0.0
+    )
+    return [
+        f"  usage: {h['owners']:.0f} owners, {h['owners_above_80pct']:.0f} above 80 % of quota,"
+        f" {h['orphans']:.0f} orphaned objects",
+        f"  cost per month: ${h['base64_in_postgres_monthly_usd']:,.4f} as base64 in Postgres"
+        f" ({h['before_gb']:.3f} GB) vs ${h['now_monthly_usd']:,.4f} now ({h['now_gb']:.3f} GB);"
+        f" saving {saving:.0f} %; report under reports/cost/day/{day.isoformat()}/",
+    ]
+
+
+# Backups: today's database dump and object copies, retention, byte verification and the restore drill.
+STEPS += [
+    DemoStep("Back up the database (pg_dump, verified)", "database_backup_job", lambda _defs: [today_key()]),
+    DemoStep("Back up new objects (content-addressed)", "object_backup_job", lambda _defs: [today_key()]),
+    DemoStep("Apply backup retention", "backup_retention_job"),
+    DemoStep("Verify backup bytes", "backup_verification_job"),
+    DemoStep("Restore drill (scratch database + object sample)", "restore_drill_job"),
+]
+
+
+def latest_check_outcome(instance: DagsterInstance, check_name: str) -> str:
+    """'passed', 'FAILED' or 'not run' for the newest evaluation of a backups check."""
+    from dagster import AssetCheckKey
+
+    from assets.backups import BACKUP_SET_KEY
+
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(BACKUP_SET_KEY, check_name), limit=1
+    )
+    evaluation = history[0].event.asset_check_evaluation if history and history[0].event else None
+    return "not run" if evaluation is None else ("passed" if evaluation.passed else "FAILED")
+
+
+def backups_summary(database_url: str, instance: DagsterInstance) -> str:
+    from assets.backups import BACKUP_BYTES_VERIFIED, RESTORE_DRILL
+    from core.backups.report import overview
+
+    view = overview(database_url)
+    return (
+        f"  backups: database {view.newest_database_day or 'none'} ({mb(view.newest_database_bytes)} dump), "
+        f"{view.copies} object copies ({mb(view.copy_bytes)}); byte check "
+        f"{latest_check_outcome(instance, BACKUP_BYTES_VERIFIED)}, restore drill "
+        f"{latest_check_outcome(instance, RESTORE_DRILL)}; restore: python -m orchestration.restore --help"
     )
 
 
@@ -128,7 +193,7 @@ def run_steps(defs: Definitions, instance: DagsterInstance) -> bool:
             label = f"{step.title}" + (f" [{partition_key}]" if partition_key else "")
             print(f"==> {label}", flush=True)
             started = time.monotonic()
-            job = defs.get_job_def(step.job_name)
+            job = defs.resolve_job_def(step.job_name)
             result = job.execute_in_process(
                 instance=instance,
                 partition_key=partition_key or None,
@@ -168,11 +233,15 @@ def main(argv: list[str] | None = None) -> int:
 
     with DagsterInstance.get() as instance:
         ok = run_steps(defs, instance)
+        backups_line = backups_summary(database_url, instance)
 
     print()
     print("Summary")
     print(f"  legacy database size: {mb(size_before)} before this run, {mb(database_size(database_url))} now")
     print(variants_summary(database_url))
+    print(backups_line)
+    for line in usage_summary_lines(database_url):
+        print(line)
     print(f"  finished in {time.monotonic() - started:.0f}s; open the UI with ./dev ui")
     return 0 if ok else 1
 
