@@ -1,7 +1,7 @@
 """uploads: object last_modified, sensor batch key and queue time (variants capability)
 
 Revision ID: 0002_variants
-Revises: 0001
+Revises: 0002_usage
 Create Date: 2026-11-21
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0002_variants"
-down_revision = "0001"
+down_revision = "0002_usage"
 branch_labels = None
 depends_on = None
 
