@@ -100,7 +100,6 @@ def summarize_variants(context: OpExecutionContext, results: list) -> Output[Non
     for item in results:
         wall = max(wall, item["seconds"])
         total.merge(VariantStats(**item))
-    saved_webp = total.bytes_original - total.bytes_webp if total.bytes_webp else 0
     metadata: dict[str, object] = {
         "images": total.images,
         "variants": total.variants_ready,
@@ -109,8 +108,8 @@ def summarize_variants(context: OpExecutionContext, results: list) -> Output[Non
         "images_failed": total.images_failed,
         "images_deferred": total.images_deferred,
         "batches": len(results),
-        "bytes_saved_by_webp": saved_webp,
-        "bytes_saved_by_avif": total.bytes_original - total.bytes_avif if total.bytes_avif else 0,
+        "bytes_saved_by_webp": total.bytes_original_webp - total.bytes_webp,
+        "bytes_saved_by_avif": total.bytes_original_avif - total.bytes_avif,
         "images_per_second": round(total.images / wall, 2) if wall else 0.0,
         "errors": MetadataValue.md("\n".join(f"- {e}" for e in total.errors) or "none"),
     }

@@ -57,8 +57,10 @@ class VariantStats:
     variants_failed: int = 0
     images_failed: int = 0
     images_deferred: int = 0  # storage still failing after retries: left for the next run
-    bytes_original: int = 0
+    # originals' bytes next to what their full-size WebP / AVIF weigh, for "bytes saved" metadata
+    bytes_original_webp: int = 0
     bytes_webp: int = 0
+    bytes_original_avif: int = 0
     bytes_avif: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
@@ -290,10 +292,11 @@ def process_original(
             )
             stats.variants_ready += 1
             if v.spec.kind == "full":
-                stats.bytes_original += original.size_bytes
                 if v.spec.format == "webp":
+                    stats.bytes_original_webp += original.size_bytes
                     stats.bytes_webp += len(v.data)
                 elif v.spec.format == "avif":
+                    stats.bytes_original_avif += original.size_bytes
                     stats.bytes_avif += len(v.data)
         else:
             rows.append(

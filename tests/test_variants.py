@@ -205,6 +205,16 @@ def test_variants_asset_materializes_todays_partition_for_migrated_originals(
     metadata = result.asset_materializations_for_node("media__image_variants")[0].metadata
     assert metadata["images"].value == 3 and metadata["variants"].value >= 12
     assert metadata["batches"].value == 2
+    with engine.connect() as conn:
+        originals = conn.execute(
+            sa.text("SELECT sum(size_bytes) FROM media_catalog.stored_objects")
+        ).scalar_one()
+        webp = conn.execute(
+            sa.select(sa.func.sum(Variant.size_bytes)).where(
+                Variant.variant_name == "webp", Variant.status == "ready"
+            )
+        ).scalar_one()
+    assert metadata["bytes_saved_by_webp"].value == originals - webp > 0
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {
         "every_original_has_full_variant_set": True,
