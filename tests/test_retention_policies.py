@@ -17,8 +17,8 @@ from core.retention.policies import (
     SOFT_DELETED_ROWS,
 )
 from tests.support.retention import (
-    C,
     NOW,
+    C,
     add_object,
     add_ref,
     audit,

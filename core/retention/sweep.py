@@ -133,10 +133,7 @@ class SweepReport:
             f"| policy | enabled | candidates | {verb} | bytes | rows deleted | refs released | skipped (why) |",
             "|---|---|---:|---:|---:|---:|---:|---|",
         ]
-        for name in POLICY_ORDER:
-            p = self.policies.get(name)
-            if p is None:
-                continue
+        for name, p in self.policies.items():
             why = ", ".join(f"{reason}: {n}" for reason, n in sorted(p.skipped.items())) or "-"
             enabled = "yes" if p.enabled else f"no ({p.note})"
             lines.append(
