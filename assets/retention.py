@@ -111,7 +111,7 @@ def retention_sweep(
     if report.purge_failures:
         context.log.warning(
             f"{len(report.purge_failures)} storage deletes failed and stay queued for the next run, e.g. "
-            f"{report.purge_failures[:3]}"
+            f"{list(report.purge_failures.items())[:3]}"
         )
     return MaterializeResult(metadata=report_metadata(report))
 

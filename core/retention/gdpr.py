@@ -217,5 +217,8 @@ def delete_owner_everywhere(
         sweep.purge()
         result = PolicyResult(policy=GDPR_DELETE_POLICY, candidates=1)
         sweep.report.policies[GDPR_DELETE_POLICY] = result
-        sweep.delete_owner(result, owner_id, f"GDPR erasure request for owner {owner_id}")
+        try:
+            sweep.delete_owner(result, owner_id, f"GDPR erasure request for owner {owner_id}")
+        finally:
+            sweep.close()
         return sweep.report

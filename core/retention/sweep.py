@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -116,7 +116,7 @@ class SweepReport:
     policies: dict[str, PolicyResult] = field(default_factory=dict)
     purged_keys: int = 0
     leftover_keys_purged: int = 0  # queued by an earlier, interrupted run and finished by this one
-    purge_failures: list[tuple[str, str]] = field(default_factory=list)
+    purge_failures: dict[str, str] = field(default_factory=dict)  # key -> last storage error
     revived_keys: int = 0
 
     @property
@@ -172,6 +172,8 @@ class Sweep:
         self.progress = progress or log.info
         self.report = SweepReport(run_id=run_id, dry_run=dry_run, now=now)
         self._tables_present: dict[tuple[str, str], bool] = {}
+        self._purger: ThreadPoolExecutor | None = None
+        self._purging: Future[None] | None = None
         for name, columns in TEMP_TABLES.items():
             self._exec(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns})")
             self._exec(f"TRUNCATE {name}")
@@ -269,6 +271,7 @@ class Sweep:
                 **window,
             ).one()
             self.conn.commit()
+            self.purge_in_background()
             result.deleted += int(row[0])
             result.bytes_reclaimed += int(row[1])
             result.counts["objects_deleted"] += int(row[0])
@@ -290,57 +293,93 @@ class Sweep:
     # -- storage ------------------------------------------------------------------------------------------
 
     def purge(self) -> None:
-        """Delete queued keys from storage (including leftovers of interrupted runs); never in a dry run."""
+        """Delete every queued key from storage (including leftovers of interrupted runs) and wait for it;
+        never in a dry run."""
         if self.dry_run:
             return
+        self._wait_for_purge()
+        self._purge_queue()
+
+    def purge_in_background(self) -> None:
+        """Start purging what is queued so far on another connection, so storage deletes of one batch
+        overlap the catalog work of the next; at most one purge runs at a time."""
+        if self.dry_run:
+            return
+        if self._purging is not None and not self._purging.done():
+            return
+        self._wait_for_purge()
+        if self._purger is None:
+            self._purger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retention-purge")
+        self._purging = self._purger.submit(self._purge_queue)
+
+    def _wait_for_purge(self) -> None:
+        if self._purging is not None:
+            future, self._purging = self._purging, None
+            future.result()  # re-raises whatever stopped it
+
+    def close(self) -> None:
+        try:
+            self._wait_for_purge()
+        finally:
+            if self._purger is not None:
+                self._purger.shutdown(wait=True)
+                self._purger = None
+
+    def _purge_queue(self) -> None:
         chunk = DELETE_BATCH_SIZE * self.config.storage_delete_workers
-        while True:
-            keys = [
-                k
-                for (k,) in self._exec(
-                    f"""SELECT storage_key FROM {C}.retention_pending_deletes ORDER BY storage_key
-                        LIMIT :n FOR UPDATE SKIP LOCKED""",
-                    n=chunk,
+        with self.conn.engine.connect() as conn:
+            while True:
+                queued = conn.execute(
+                    sa.text(
+                        f"""SELECT p.storage_key, p.target_type, p.target_id,
+                              CASE p.target_type
+                                WHEN 'object' THEN EXISTS (SELECT 1 FROM {C}.stored_objects o
+                                    WHERE o.id = p.target_id::bigint AND o.status = 'verified')
+                                WHEN 'variant' THEN EXISTS (SELECT 1 FROM {C}.variants v
+                                    WHERE v.id = p.target_id::bigint AND v.status <> 'deleted')
+                                ELSE EXISTS (SELECT 1 FROM {C}.stored_objects o
+                                    WHERE o.storage_key = p.storage_key AND o.status = 'verified')
+                              END AS revived
+                            FROM {C}.retention_pending_deletes p ORDER BY p.storage_key
+                            LIMIT :n FOR UPDATE OF p SKIP LOCKED"""
+                    ),
+                    {"n": chunk},
                 ).all()
-            ]
-            if not keys:
-                self.conn.commit()
-                return
-            # A key whose row came back (re-ingested content, regenerated variant) must stay; lock the
-            # rows that are still deleted so nothing revives them while their bytes are being removed.
-            revived = {
-                k
-                for (k,) in self._exec(
-                    f"""SELECT storage_key FROM {C}.stored_objects
-                          WHERE storage_key = ANY(:keys) AND status = 'verified'
-                        UNION SELECT storage_key FROM {C}.variants
-                          WHERE storage_key = ANY(:keys) AND status <> 'deleted'""",
-                    keys=keys,
-                ).all()
-            }
-            self._exec(
-                f"SELECT 1 FROM {C}.stored_objects WHERE storage_key = ANY(:keys) AND status = 'deleted' "
-                "FOR UPDATE",
-                keys=keys,
-            )
-            doomed = [k for k in keys if k not in revived]
-            failures = self._delete_from_storage(doomed)
-            failed = {k for k, _ in failures}
-            done = [k for k in keys if k not in failed]
-            self._exec(f"DELETE FROM {C}.retention_pending_deletes WHERE storage_key = ANY(:keys)", keys=done)
-            for key, error in failures:
-                self._exec(
-                    f"""UPDATE {C}.retention_pending_deletes SET attempts = attempts + 1, last_error = :e
-                        WHERE storage_key = :k""",
-                    k=key,
-                    e=error[:1000],
+                if not queued:
+                    conn.commit()
+                    return
+                # A key whose row came back (re-ingested content, regenerated variant) must stay; the rows
+                # still deleted are locked so nothing revives them while their bytes are being removed.
+                conn.execute(
+                    sa.text(f"SELECT 1 FROM {C}.stored_objects WHERE id = ANY(:ids) FOR UPDATE"),
+                    {
+                        "ids": [
+                            int(q.target_id) for q in queued if q.target_type == "object" and not q.revived
+                        ]
+                    },
                 )
-            self.conn.commit()
-            self.report.purged_keys += len(doomed) - len(failures)
-            self.report.revived_keys += len(revived)
-            self.report.purge_failures.extend(failures)
-            if failures and len(failures) == len(doomed):
-                return  # storage refuses everything right now; the queue keeps them for the next run
+                keys = [q.storage_key for q in queued]
+                doomed = [q.storage_key for q in queued if not q.revived]
+                failures = self._delete_from_storage(doomed)
+                failed = {k for k, _ in failures}
+                conn.execute(
+                    sa.text(f"DELETE FROM {C}.retention_pending_deletes WHERE storage_key = ANY(:keys)"),
+                    {"keys": [k for k in keys if k not in failed]},
+                )
+                for key, error in failures:
+                    conn.execute(
+                        sa.text(
+                            f"""UPDATE {C}.retention_pending_deletes
+                                SET attempts = attempts + 1, last_error = :e WHERE storage_key = :k"""
+                        ),
+                        {"k": key, "e": error[:1000]},
+                    )
+                conn.commit()
+                self.report.purged_keys += len(doomed) - len(failures)
+                self.report.revived_keys += len(keys) - len(doomed)
+                self.report.purge_failures.update(failures)
+                if failures and len(failures) == len(doomed):
+                    return  # storage refuses everything right now; the queue keeps them for the next run
 
     def _delete_from_storage(self, keys: list[str]) -> list[tuple[str, str]]:
         batches = [keys[i : i + DELETE_BATCH_SIZE] for i in range(0, len(keys), DELETE_BATCH_SIZE)]
@@ -871,9 +910,13 @@ def run_sweep(
 ) -> SweepReport:
     """Run a sweep on its own connection (temporary tables are per session)."""
     with engine.connect() as conn:
-        return Sweep(
+        sweep = Sweep(
             conn, store, sources, config, run_id=run_id, now=now, dry_run=dry_run, progress=progress
-        ).run(policies)
+        )
+        try:
+            return sweep.run(policies)
+        finally:
+            sweep.close()
 
 
 def inactive_warning_list(report: SweepReport) -> list[str]:
