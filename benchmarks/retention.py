@@ -65,7 +65,8 @@ def build_catalog(engine: sa.Engine, objects: int, eligible: int) -> None:
                 f"""INSERT INTO {C}.stored_objects
                       (sha256, size_bytes, mime_type, kind, storage_key, provider, status, created_at)
                     SELECT sha, 1, 'image/jpeg', 'image',
-                           'originals/' || substr(sha, 1, 2) || '/' || substr(sha, 3, 2) || '/' || sha || '.jpg',
+                           'originals/' || substr(sha, 1, 2) || '/' || substr(sha, 3, 2) || '/' || '
+                           'sha || '.jpg',
                            'local', 'verified', now() - interval '30 days'
                     FROM (SELECT md5(i::text) || md5('x' || i::text) AS sha
                           FROM generate_series(1, :n) i ORDER BY i) s"""
@@ -75,11 +76,13 @@ def build_catalog(engine: sa.Engine, objects: int, eligible: int) -> None:
         conn.execute(
             sa.text(
                 f"""INSERT INTO {C}.object_references
-                      (object_id, owner_id, origin, source_name, source_table, source_pk, released_at, created_at)
+                      (object_id, owner_id, origin, source_name, source_table, source_pk, released_at,
+                          created_at)
                     SELECT i, CASE WHEN i % :step = 1 AND i <= :held_upto THEN 'held-owner'
                                    ELSE 'user-' || (i % 5000) END,
                            'migration', 'stories', 'stories', i::text,
-                           CASE WHEN (i % :step = 0 AND i <= :eligible_upto) OR (i % :step = 1 AND i <= :held_upto)
+                           CASE WHEN (i % :step = 0 AND i <= :eligible_upto) OR (i % :step = 1 AND i <=
+                               :held_upto)
                                 THEN now() - interval '10 days' END,
                            now() - interval '30 days'
                     FROM generate_series(1, :n) i"""
@@ -99,7 +102,8 @@ def write_files(engine: sa.Engine, root: Path) -> int:
         result = conn.execution_options(stream_results=True, yield_per=10_000).execute(
             sa.text(
                 f"""SELECT o.storage_key FROM {C}.stored_objects o WHERE NOT EXISTS (
-                      SELECT 1 FROM {C}.object_references r WHERE r.object_id = o.id AND r.released_at IS NULL)"""
+                      SELECT 1 FROM {C}.object_references r WHERE r.object_id = o.id AND r.released_at IS
+                          NULL)"""
             )
         )
         made: set[Path] = set()

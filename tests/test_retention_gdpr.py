@@ -59,7 +59,8 @@ def _alice(engine: sa.Engine, store: LocalObjectStore) -> dict[str, tuple[int, s
     )
     execute(
         engine,
-        "INSERT INTO stories (id, user_id, data) VALUES (1, 'alice', '{\"title\": \"dragons\"}'), (2, 'bob', '{}')",
+        "INSERT INTO stories (id, user_id, data) VALUES (1, 'alice', '{\"title\": \"dragons\"}'), "
+        "(2, 'bob', '{}')",
     )
     execute(engine, "INSERT INTO files (id, user_id, data, filename) VALUES (3, 'alice', 'k', 'cv.pdf')")
     objs = {
@@ -206,3 +207,26 @@ def test_daily_schedule_and_jobs_are_in_the_definitions(
     assert schedule.job_name == "retention_sweep_job"
     for name in ("retention_sweep_job", "gdpr_export_job", "gdpr_delete_job"):
         assert defs.resolve_job_def(name).name == name
+
+
+def test_demo_step_runs_todays_sweep_as_a_dry_run_and_summarises_it(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dagster import DagsterInstance
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("MEDIA_PLATFORM_DATA_DIR", str(tmp_path / "data"))
+    from orchestration import main
+    from orchestration.definitions import build_definitions
+
+    engine = catalog(database_url)
+    store = LocalObjectStore(tmp_path / "data" / "objects", signing_secret="unused-for-deletes")
+    orphan, key = add_object(engine, store, "the demo's orphan")
+    monkeypatch.setattr(main, "STEPS", [s for s in main.STEPS if s.job_name == "retention_sweep_job"])
+
+    with DagsterInstance.ephemeral() as instance:
+        assert main.run_steps(build_definitions(), instance)
+
+    assert status(engine, orphan) == "verified" and store.exists(key)
+    summary = "\n".join(main.retention_summary(database_url))
+    assert "orphaned_objects" in summary and key in summary and "nothing deleted" in summary

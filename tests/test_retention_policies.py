@@ -273,7 +273,8 @@ def _variant(engine: sa.Engine, store: LocalObjectStore, parent: int, name: str)
     store.put_bytes(key, data, sha256=hashlib.sha256(data).hexdigest(), content_type="image/webp")
     execute(
         engine,
-        f"INSERT INTO {C}.variants (parent_object_id, variant_name, spec_hash, status, storage_key, size_bytes) "
+        f"INSERT INTO {C}.variants (parent_object_id, variant_name, spec_hash, status, "
+        "storage_key, size_bytes) "
         "VALUES (:p, :n, 'h', 'ready', :k, :s)",
         p=parent,
         n=name,

@@ -61,7 +61,8 @@ def _world(engine: sa.Engine, store: LocalObjectStore) -> list[str]:
     keys.append(thumb)
     execute(
         engine,
-        f"INSERT INTO {C}.variants (parent_object_id, variant_name, spec_hash, status, storage_key, size_bytes) "
+        f"INSERT INTO {C}.variants (parent_object_id, variant_name, spec_hash, status, "
+        "storage_key, size_bytes) "
         "VALUES (:p, 'thumb_150', 'h', 'ready', :k, 1)",
         p=doc,
         k=thumb,

@@ -100,7 +100,8 @@ def export_owner(
                     "owner.jsonl",
                     _stream(
                         conn,
-                        f'SELECT * FROM "{owners.schema}"."{owners.table}" WHERE "{owners.primary_key}"::text = :o',
+                        f'SELECT * FROM "{owners.schema}"."{owners.table}" WHERE '
+                        f'"{owners.primary_key}"::text = :o',
                         o=owner_id,
                     ),
                 )
@@ -110,7 +111,8 @@ def export_owner(
                         f"rows/{source.name}.jsonl",
                         _stream(
                             conn,
-                            f'SELECT * FROM {source.qualified_table} WHERE "{source.owner_column}"::text = :o',
+                            f"SELECT * FROM {source.qualified_table} WHERE "
+                            f'"{source.owner_column}"::text = :o',
                             o=owner_id,
                         ),
                     )

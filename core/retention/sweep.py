@@ -130,7 +130,8 @@ class SweepReport:
     def markdown(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
         lines = [
-            f"| policy | enabled | candidates | {verb} | bytes | rows deleted | refs released | skipped (why) |",
+            f"| policy | enabled | candidates | {verb} | bytes | rows deleted | refs released | "
+            "skipped (why) |",
             "|---|---|---:|---:|---:|---:|---:|---|",
         ]
         for name, p in self.policies.items():
@@ -277,7 +278,8 @@ class Sweep:
             result.counts["objects_deleted"] += int(row[0])
             after = upto
         for why, n in self._exec(
-            f"""SELECT CASE WHEN o.status = 'deleted' OR EXISTS (SELECT 1 FROM _rt_gone g WHERE g.object_id = o.id)
+            f"""SELECT CASE WHEN o.status = 'deleted' OR EXISTS (SELECT 1 FROM _rt_gone g WHERE
+                g.object_id = o.id)
                                 THEN 'already deleted'
                             WHEN {HELD_OBJECT} THEN 'legal hold'
                             WHEN {LIVE_REFERENCE} THEN 'still referenced'
@@ -405,9 +407,11 @@ class Sweep:
                               FROM {C}.object_references r WHERE r.id IN ({base})"""
             else:
                 changed = f"""UPDATE {C}.object_references r SET released_at = :now
-                              FROM (SELECT b.id FROM ({base} ORDER BY r.id LIMIT :n FOR UPDATE OF r SKIP LOCKED) b) l
+                              FROM (SELECT b.id FROM ({base} ORDER BY r.id LIMIT :n FOR UPDATE OF r SKIP
+                                  LOCKED) b) l
                               WHERE r.id = l.id
-                              RETURNING r.id, r.object_id, r.owner_id, r.source_name, r.source_pk, r.json_path"""
+                              RETURNING r.id, r.object_id, r.owner_id, r.source_name, r.source_pk,
+                                  r.json_path"""
             n = self._exec(
                 f"""WITH m AS ({changed}),
                     x AS (INSERT INTO _rt_released SELECT id FROM m ON CONFLICT DO NOTHING),
@@ -443,7 +447,8 @@ class Sweep:
         p = {**self._params(result.policy, reason), **params, "source_name": source.name}
         pk, owner = f's."{source.primary_key}"', f's."{source.owner_column}"'
         if self.dry_run:
-            gone = f"SELECT {pk}::text AS pk, {owner}::text AS owner FROM {source.qualified_table} s WHERE {where}"
+            gone = f"""SELECT {pk}::text AS pk, {owner}::text AS owner FROM {source.qualified_table} s
+                       WHERE {where}"""
             rel = f"""SELECT r.id, r.object_id FROM {C}.object_references r JOIN gone g
                       ON r.source_name = :source_name AND r.source_pk = g.pk
                       WHERE r.released_at IS NULL"""
@@ -456,12 +461,14 @@ class Sweep:
         rows, refs = self._exec(
             f"""WITH gone AS ({gone}),
                 a AS (INSERT INTO {C}.retention_audit
-                        (run_id, policy, action, target_type, target_id, owner_id, reason, dry_run, created_at)
+                        (run_id, policy, action, target_type, target_id, owner_id, reason, dry_run,
+                            created_at)
                       SELECT :run, :policy, '{self._deleted_action}', 'row', :source_name || ':' || g.pk,
                              g.owner, :reason, :dry, :now FROM gone g),
                 rel AS ({rel}),
                 x AS (INSERT INTO _rt_released SELECT id FROM rel ON CONFLICT DO NOTHING),
-                c AS (INSERT INTO _rt_cand (object_id) SELECT DISTINCT object_id FROM rel ON CONFLICT DO NOTHING)
+                c AS (INSERT INTO _rt_cand (object_id) SELECT DISTINCT object_id FROM rel ON CONFLICT DO
+                    NOTHING)
                 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM rel)""",
             **p,
         ).one()
@@ -544,9 +551,11 @@ class Sweep:
         n = self._exec(
             f"""WITH m AS ({changed}),
                 x AS (INSERT INTO _rt_released SELECT id FROM m ON CONFLICT DO NOTHING),
-                c AS (INSERT INTO _rt_cand (object_id) SELECT DISTINCT object_id FROM m ON CONFLICT DO NOTHING),
+                c AS (INSERT INTO _rt_cand (object_id) SELECT DISTINCT object_id FROM m ON CONFLICT DO
+                    NOTHING),
                 a AS (INSERT INTO {C}.retention_audit
-                        (run_id, policy, action, target_type, target_id, owner_id, reason, dry_run, created_at)
+                        (run_id, policy, action, target_type, target_id, owner_id, reason, dry_run,
+                            created_at)
                       SELECT :run, :policy, '{action}', 'reference',
                              m.source_name || ':' || m.source_pk, m.owner_id, :reason, :dry, :now FROM m)
                 SELECT count(*) FROM m""",
@@ -589,7 +598,8 @@ class Sweep:
                               WHERE u.id IN ({locked}) AND u.status = 'pending'
                               RETURNING u.id, u.upload_key, u.owner_id, u.size_bytes"""
             # Never queue a key the catalog uses for a live object.
-            queue = f"""INSERT INTO {C}.retention_pending_deletes (storage_key, target_type, target_id, run_id)
+            queue = f"""INSERT INTO {C}.retention_pending_deletes (storage_key, target_type, target_id,
+                run_id)
                         SELECT m.upload_key, 'upload', m.id::text, :run FROM m
                         WHERE NOT EXISTS (SELECT 1 FROM {C}.stored_objects o
                                           WHERE o.storage_key = m.upload_key AND o.status = 'verified')
@@ -625,7 +635,8 @@ class Sweep:
             if parents_sql
             else int(
                 self._exec(
-                    f"""SELECT count(*) FROM {C}.variants v JOIN {C}.stored_objects o ON o.id = v.parent_object_id
+                    f"""SELECT count(*) FROM {C}.variants v JOIN {C}.stored_objects o ON o.id =
+                        v.parent_object_id
                         WHERE v.status <> 'deleted' AND {gone_parent}"""
                 ).scalar_one()
             )
@@ -638,13 +649,15 @@ class Sweep:
             if held:
                 result.skipped["variant of a held original"] += int(held)
         if self.dry_run:
-            changed = f"SELECT v.id, v.storage_key, v.size_bytes, v.parent_object_id FROM {C}.variants v WHERE v.id IN ({base})"
+            changed = f"""SELECT v.id, v.storage_key, v.size_bytes, v.parent_object_id FROM {C}.variants v
+                          WHERE v.id IN ({base})"""
             queue = "SELECT 1"
         else:
             changed = f"""UPDATE {C}.variants v SET status = 'deleted', deleted_at = :now
                           WHERE v.id IN ({base} ORDER BY v.id LIMIT :n FOR UPDATE OF v SKIP LOCKED)
                           RETURNING v.id, v.storage_key, v.size_bytes, v.parent_object_id"""
-            queue = f"""INSERT INTO {C}.retention_pending_deletes (storage_key, target_type, target_id, run_id)
+            queue = f"""INSERT INTO {C}.retention_pending_deletes (storage_key, target_type, target_id,
+                run_id)
                         SELECT storage_key, 'variant', id::text, :run FROM m WHERE storage_key IS NOT NULL
                         ON CONFLICT (storage_key) DO NOTHING"""
         while True:
@@ -654,7 +667,8 @@ class Sweep:
                     a AS (INSERT INTO {C}.retention_audit
                             (run_id, policy, action, target_type, target_id, storage_key, owner_id,
                              size_bytes, reason, dry_run, created_at)
-                          SELECT :run, :policy, '{self._deleted_action}', 'variant', m.id::text, m.storage_key,
+                          SELECT :run, :policy, '{self._deleted_action}', 'variant', m.id::text,
+                              m.storage_key,
                                  (SELECT ar.owner_id FROM {C}.object_references ar
                                   WHERE ar.object_id = m.parent_object_id
                                   ORDER BY ar.released_at DESC NULLS FIRST, ar.id DESC LIMIT 1),
@@ -684,7 +698,8 @@ class Sweep:
         held = f"""({owner_held("r.owner_id")} OR EXISTS (SELECT 1 FROM {C}.stored_objects o
                      WHERE o.id = r.object_id AND {HELD_OBJECT}))"""
         n_held = self._exec(
-            f"SELECT count(*) FROM {C}.object_references r WHERE r.released_at IS NULL AND {expired} AND {held}",
+            f"SELECT count(*) FROM {C}.object_references r WHERE r.released_at IS NULL AND "
+            f"{expired} AND {held}",
             now=self.now,
         ).scalar_one()
         if n_held:
@@ -805,7 +820,8 @@ class Sweep:
                     owner_id,
                     action,
                     f"inactive since {last_active:%Y-%m-%d}; deleted once inactive "
-                    f"{self.config.delete_after_months} months and warned {self.config.min_warning.days} days",
+                    f"{self.config.delete_after_months} months and warned "
+                    f"{self.config.min_warning.days} days",
                 )
                 result.warned_owners.append(owner_id)
                 result.counts["owners_warned"] += 1
