@@ -113,7 +113,10 @@ def create_demo_database(database_url: str, scale: float, reset: bool) -> None:
             print(f"    {table:<11} {done:>5}/{total} rows", flush=True)
 
     summary = generate_legacy_database(database_url, scale=scale, progress=progress)
-    print(f"    legacy tables: {mb(sum(summary.bytes_in_table.values()))}")
+    print(
+        f"    legacy tables: {mb(summary.total_bytes)}, {summary.total_blobs} blobs,"
+        f" in {summary.elapsed_seconds:.0f}s"
+    )
 
 
 def run_steps(defs: Definitions, instance: DagsterInstance) -> bool:
@@ -140,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="demo database size (1.0 = quick start)")
     parser.add_argument("--reset", action="store_true", help="regenerate the demo legacy database")
+    parser.add_argument(
+        "--demo-data",
+        action="store_true",
+        help="create the demo tables even though DATABASE_URL is set (never against production: the "
+        "generator drops and recreates the app tables)",
+    )
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -151,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     from orchestration.definitions import defs
 
     database_url = resolved_database_url()
-    if uses_embedded_postgres():
+    if uses_embedded_postgres() or args.demo_data:
         create_demo_database(database_url, args.scale, args.reset)
     size_before = database_size(database_url)
 
