@@ -210,7 +210,7 @@ def test_daily_schedule_and_jobs_are_in_the_definitions(
 
 
 def test_demo_step_runs_todays_sweep_as_a_dry_run_and_summarises_it(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dagster import DagsterInstance
 

@@ -19,6 +19,7 @@ run would, and nothing outside the audit table changes.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -118,6 +119,7 @@ class SweepReport:
     leftover_keys_purged: int = 0  # queued by an earlier, interrupted run and finished by this one
     purge_failures: dict[str, str] = field(default_factory=dict)  # key -> last storage error
     revived_keys: int = 0
+    storage_seconds: float = 0.0  # time spent in delete_keys (overlaps catalog work)
 
     @property
     def deleted(self) -> int:
@@ -218,6 +220,7 @@ class Sweep:
         unheld at delete time, in batches; leftover candidates are counted under why they were kept."""
         params = self._params(result.policy, reason)
         after = 0
+        self._exec("ANALYZE _rt_cand")  # temporary tables get no statistics unless asked
         while True:
             upto = self._exec(
                 "SELECT max(object_id) FROM (SELECT object_id FROM _rt_cand WHERE object_id > :after "
@@ -232,7 +235,8 @@ class Sweep:
                 marked_sql = f"""
                     SELECT o.id, o.storage_key, o.size_bytes FROM {C}.stored_objects o
                     JOIN _rt_cand c ON c.object_id = o.id
-                    WHERE c.object_id > :after AND c.object_id <= :upto AND o.status = 'verified'
+                    WHERE c.object_id > :after AND c.object_id <= :upto
+                      AND o.id > :after AND o.id <= :upto AND o.status = 'verified'
                       AND NOT EXISTS (SELECT 1 FROM _rt_gone g WHERE g.object_id = o.id)
                       AND NOT {LIVE_REFERENCE} AND NOT {HELD_OBJECT}"""
                 queue_sql = "SELECT 1"
@@ -241,7 +245,8 @@ class Sweep:
                 self._exec(
                     f"""WITH l AS (
                           SELECT o.id FROM {C}.stored_objects o JOIN _rt_cand c ON c.object_id = o.id
-                          WHERE c.object_id > :after AND c.object_id <= :upto AND o.status = 'verified'
+                          WHERE c.object_id > :after AND c.object_id <= :upto
+                            AND o.id > :after AND o.id <= :upto AND o.status = 'verified'
                           FOR UPDATE OF o SKIP LOCKED)
                         INSERT INTO _rt_locked SELECT id FROM l""",
                     **window,
@@ -250,7 +255,7 @@ class Sweep:
                 marked_sql = f"""
                     UPDATE {C}.stored_objects o SET status = 'deleted', deleted_at = :now
                     FROM _rt_locked l
-                    WHERE o.id = l.object_id AND o.status = 'verified'
+                    WHERE o.id = l.object_id AND o.id > :after AND o.id <= :upto AND o.status = 'verified'
                       AND NOT {LIVE_REFERENCE} AND NOT {HELD_OBJECT}
                     RETURNING o.id, o.storage_key, o.size_bytes"""
                 queue_sql = f"""INSERT INTO {C}.retention_pending_deletes
@@ -362,7 +367,9 @@ class Sweep:
                 )
                 keys = [q.storage_key for q in queued]
                 doomed = [q.storage_key for q in queued if not q.revived]
+                started = time.perf_counter()
                 failures = self._delete_from_storage(doomed)
+                self.report.storage_seconds += time.perf_counter() - started
                 failed = {k for k, _ in failures}
                 conn.execute(
                     sa.text(f"DELETE FROM {C}.retention_pending_deletes WHERE storage_key = ANY(:keys)"),
