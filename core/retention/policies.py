@@ -45,7 +45,7 @@ class RetentionConfig:
     min_warning: timedelta = timedelta(days=30)
     upload_after: timedelta = timedelta(hours=24)
     batch_size: int = 5000
-    storage_delete_workers: int = 2
+    storage_delete_workers: int = 1
     export_url_expires: timedelta = timedelta(hours=72)
     export_keep: timedelta = timedelta(days=7)
 
@@ -142,7 +142,7 @@ def parse_retention_config(raw: dict[str, Any]) -> RetentionConfig:
             )
         ),
         batch_size=_positive_int(raw.get("batch_size", 5000), "batch_size"),
-        storage_delete_workers=_positive_int(raw.get("storage_delete_workers", 2), "storage_delete_workers"),
+        storage_delete_workers=_positive_int(raw.get("storage_delete_workers", 1), "storage_delete_workers"),
         export_url_expires=timedelta(
             hours=_positive_number(export.get("url_expires_hours", 72), "gdpr_export.url_expires_hours")
         ),
