@@ -120,6 +120,7 @@ class SweepReport:
     purge_failures: dict[str, str] = field(default_factory=dict)  # key -> last storage error
     revived_keys: int = 0
     storage_seconds: float = 0.0  # time spent in delete_keys (overlaps catalog work)
+    waiting_seconds: float = 0.0  # time the sweep itself waited for storage deletes to finish
 
     @property
     def deleted(self) -> int:
@@ -304,8 +305,10 @@ class Sweep:
         never in a dry run."""
         if self.dry_run:
             return
+        started = time.perf_counter()
         self._wait_for_purge()
         self._purge_queue()
+        self.report.waiting_seconds += time.perf_counter() - started
 
     def purge_in_background(self) -> None:
         """Start purging what is queued so far on another connection, so storage deletes of one batch
