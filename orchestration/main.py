@@ -39,8 +39,92 @@ def today_key() -> str:
     return datetime.now(UTC).date().isoformat()
 
 
+def demo_uploads_then_today(_defs: Definitions) -> list[str]:
+    """Variants capability: drop demo uploads (valid photos + a bad one) into the uploads area and
+    register/queue them as the upload sensor does; the step then runs process_uploads_job for today,
+    which processes the day's queued uploads (the sensor's runs carry the same batch as upload_ids)."""
+    from core.catalog.db import upgrade_catalog
+    from core.demo.uploads import drop_demo_uploads
+    from resources.settings import object_store_resource
+
+    database_url = resolved_database_url()
+    upgrade_catalog(database_url)
+    drop_demo_uploads(get_engine(database_url), object_store_resource().store(), datetime.now(UTC).date())
+    return [today_key()]
+
+
+def this_month_key() -> str:
+    return datetime.now(UTC).date().replace(day=1).isoformat()
+
+
 #: Filled in capability by capability; each step must be idempotent.
 STEPS: list[DemoStep] = [
+    DemoStep(
+        "Uploads: validate demo uploads, store originals + variants",
+        "process_uploads_job",
+        demo_uploads_then_today,
+    ),
+    DemoStep("Variants for every migrated and uploaded image", "variants_job", lambda _defs: [today_key()]),
+    DemoStep("Usage snapshot and daily cost report", "usage_daily_job", lambda _defs: [today_key()]),
+    DemoStep("Monthly cost report", "usage_monthly_job", lambda _defs: [this_month_key()]),
+]
+
+
+def variants_summary(database_url: str) -> str:
+    from core.imaging import load_variant_plan
+    from core.variants import variant_set_gaps
+
+    engine = get_engine(database_url)
+    with engine.connect() as conn:
+        counts = dict(
+            conn.execute(sa.text("SELECT status, count(*) FROM media_catalog.variants GROUP BY status")).all()
+        )
+        uploads = dict(
+            conn.execute(sa.text("SELECT status, count(*) FROM media_catalog.uploads GROUP BY status")).all()
+        )
+    gaps = variant_set_gaps(engine, load_variant_plan())
+    return (
+        f"  variants: {counts.get('ready', 0)} ready, {counts.get('skipped', 0)} skipped (not smaller), "
+        f"{counts.get('failed', 0)} failed; {gaps} image originals still lacking their set; uploads: "
+        f"{uploads.get('processed', 0)} processed, {uploads.get('rejected', 0)} rejected (quarantined), "
+        f"{uploads.get('pending', 0)} pending"
+    )
+
+
+def usage_summary_lines(database_url: str) -> list[str]:
+    """The usage headline: cost per month as base64 in Postgres vs now, from today's stored report."""
+    from core.usage.report import read_headline
+
+    day = datetime.now(UTC).date()
+    with get_engine(database_url).connect() as conn:
+        h = read_headline(conn, "day", day)
+    if h is None:
+        return ["  usage: no cost report for today"]
+    saving = (
+        (1 - h["now_monthly_usd"] / h["base64_in_postgres_monthly_usd"]) * 100
+        if h["base64_in_postgres_monthly_usd"]
+        else 0.0
+    )
+    return [
+        f"  usage: {h['owners']:.0f} owners, {h['owners_above_80pct']:.0f} above 80 % of quota,"
+        f" {h['orphans']:.0f} orphaned objects",
+        f"  cost per month: ${h['base64_in_postgres_monthly_usd']:,.4f} as base64 in Postgres"
+        f" ({h['before_gb']:.3f} GB) vs ${h['now_monthly_usd']:,.4f} now ({h['now_gb']:.3f} GB);"
+        f" saving {saving:.0f} %; report under reports/cost/day/{day.isoformat()}/",
+    ]
+
+
+# Backups: today's database dump and object copies, retention, byte verification and the restore drill.
+STEPS += [
+    DemoStep("Back up the database (pg_dump, verified)", "database_backup_job", lambda _defs: [today_key()]),
+    DemoStep("Back up new objects (content-addressed)", "object_backup_job", lambda _defs: [today_key()]),
+    DemoStep("Apply backup retention", "backup_retention_job"),
+    DemoStep("Verify backup bytes", "backup_verification_job"),
+    DemoStep("Restore drill (scratch database + object sample)", "restore_drill_job"),
+]
+
+#: Retention last, so the dry run sees everything the other steps catalogued; it deletes nothing.
+STEPS += [
     DemoStep(
         "Retention sweep for today, DRY RUN (audits what would be deleted, deletes nothing)",
         "retention_sweep_job",
@@ -81,6 +165,32 @@ def retention_summary(database_url: str) -> list[str]:
         ):
             lines.append(f"      e.g. {target} (owner {owner}; {policy}: {reason})")
     return lines
+
+
+def latest_check_outcome(instance: DagsterInstance, check_name: str) -> str:
+    """'passed', 'FAILED' or 'not run' for the newest evaluation of a backups check."""
+    from dagster import AssetCheckKey
+
+    from assets.backups import BACKUP_SET_KEY
+
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        AssetCheckKey(BACKUP_SET_KEY, check_name), limit=1
+    )
+    evaluation = history[0].event.asset_check_evaluation if history and history[0].event else None
+    return "not run" if evaluation is None else ("passed" if evaluation.passed else "FAILED")
+
+
+def backups_summary(database_url: str, instance: DagsterInstance) -> str:
+    from assets.backups import BACKUP_BYTES_VERIFIED, RESTORE_DRILL
+    from core.backups.report import overview
+
+    view = overview(database_url)
+    return (
+        f"  backups: database {view.newest_database_day or 'none'} ({mb(view.newest_database_bytes)} dump), "
+        f"{view.copies} object copies ({mb(view.copy_bytes)}); byte check "
+        f"{latest_check_outcome(instance, BACKUP_BYTES_VERIFIED)}, restore drill "
+        f"{latest_check_outcome(instance, RESTORE_DRILL)}; restore: python -m orchestration.restore --help"
+    )
 
 
 def legacy_tables_exist(database_url: str) -> bool:
@@ -126,7 +236,7 @@ def run_steps(defs: Definitions, instance: DagsterInstance) -> bool:
             label = f"{step.title}" + (f" [{partition_key}]" if partition_key else "")
             print(f"==> {label}", flush=True)
             started = time.monotonic()
-            job = defs.get_job_def(step.job_name)
+            job = defs.resolve_job_def(step.job_name)
             result = job.execute_in_process(
                 instance=instance,
                 partition_key=partition_key or None,
@@ -166,10 +276,15 @@ def main(argv: list[str] | None = None) -> int:
 
     with DagsterInstance.get() as instance:
         ok = run_steps(defs, instance)
+        backups_line = backups_summary(database_url, instance)
 
     print()
     print("Summary")
     print(f"  legacy database size: {mb(size_before)} before this run, {mb(database_size(database_url))} now")
+    print(variants_summary(database_url))
+    print(backups_line)
+    for line in usage_summary_lines(database_url):
+        print(line)
     for line in retention_summary(database_url):
         print(line)
     print(f"  finished in {time.monotonic() - started:.0f}s; open the UI with ./dev ui")

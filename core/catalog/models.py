@@ -96,13 +96,19 @@ class Upload(Base):
     declared_mime: Mapped[str | None] = mapped_column(sa.Text)
     size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
     upload_date: Mapped[date] = mapped_column(sa.Date, index=True)
-    # pending (requested, never confirmed) | confirmed | processed | rejected | abandoned
+    # pending (requested, never confirmed) | confirmed | queued | processed | rejected | abandoned
     status: Mapped[str] = mapped_column(sa.Text, server_default="pending")
     object_id: Mapped[int | None] = mapped_column(sa.ForeignKey("stored_objects.id"))
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
     confirmed_at: Mapped[datetime | None] = mapped_column(TZ)
     processed_at: Mapped[datetime | None] = mapped_column(TZ)
     error: Mapped[str | None] = mapped_column(sa.Text)
+    # Added by the variants capability (migrations/versions/variants_uploads.py): the object's
+    # last_modified as last registered/processed (a changed listing means the key was overwritten), and
+    # the sensor's batch (run_key) with when it was queued, so a batch is requested once.
+    object_modified_at: Mapped[datetime | None] = mapped_column(TZ)
+    batch_key: Mapped[str | None] = mapped_column(sa.Text)
+    queued_at: Mapped[datetime | None] = mapped_column(TZ)
 
     __table_args__ = (sa.Index("ix_uploads_status_created", "status", "created_at"),)
 
@@ -291,3 +297,70 @@ class RetentionPendingDelete(Base):
     queued_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
     attempts: Mapped[int] = mapped_column(sa.Integer, server_default="0")
     last_error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class UsageSummary(Base):
+    """One day's platform-wide usage: distinct totals per location, orphans, growth and the largest files."""
+
+    __tablename__ = "usage_summaries"
+
+    snapshot_date: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    database_bytes: Mapped[int] = mapped_column(sa.BigInteger)  # base64 still held in source columns
+    database_relation_bytes: Mapped[int] = mapped_column(sa.BigInteger)  # pg_total_relation_size of sources
+    original_bytes: Mapped[int] = mapped_column(sa.BigInteger)  # distinct objects in object storage
+    original_count: Mapped[int] = mapped_column(sa.BigInteger)
+    referenced_bytes: Mapped[int] = mapped_column(sa.BigInteger)  # one copy per live reference (pre-dedup)
+    live_original_bytes: Mapped[int] = mapped_column(sa.BigInteger)  # distinct objects with a live reference
+    variant_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    variant_count: Mapped[int] = mapped_column(sa.BigInteger)
+    variant_delivery_saved_bytes: Mapped[int] = mapped_column(sa.BigInteger)  # original - WebP/AVIF, summed
+    backup_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    backup_count: Mapped[int] = mapped_column(sa.BigInteger)
+    orphan_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    orphan_count: Mapped[int] = mapped_column(sa.BigInteger)
+    retention_deleted_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    owner_count: Mapped[int] = mapped_column(sa.BigInteger)
+    peak_hour_bytes: Mapped[int] = mapped_column(sa.BigInteger)  # most bytes stored in one hour of the day
+    growth_bytes_per_day: Mapped[float | None] = mapped_column(sa.Double)  # vs the previous snapshot
+    largest_files: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    computed_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
+
+
+class OwnerQuota(Base):
+    """One owner's usage against the quota of their tier, per snapshot day."""
+
+    __tablename__ = "owner_quotas"
+
+    snapshot_date: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    owner_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    tier: Mapped[str] = mapped_column(sa.Text)
+    used_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    quota_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    used_fraction: Mapped[float] = mapped_column(sa.Double)
+
+
+class CostSaving(Base):
+    """Monthly saving by cause (migration, variants, deduplication, retention) per cost-report period."""
+
+    __tablename__ = "cost_savings"
+
+    period: Mapped[str] = mapped_column(sa.Text, primary_key=True)  # day | month
+    period_start: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    cause: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    gb: Mapped[float] = mapped_column(sa.Double)
+    monthly_usd: Mapped[float] = mapped_column(sa.Double)
+    explanation: Mapped[str] = mapped_column(sa.Text)
+
+
+class CostProjection(Base):
+    """Projected monthly cost at N users from the measured per-user usage, per scenario."""
+
+    __tablename__ = "cost_projections"
+
+    period: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    period_start: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    users: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    scenario: Mapped[str] = mapped_column(sa.Text, primary_key=True)  # base64_in_postgres | object_storage
+    database_gb: Mapped[float] = mapped_column(sa.Double)
+    object_storage_gb: Mapped[float] = mapped_column(sa.Double)
+    monthly_cost_usd: Mapped[float] = mapped_column(sa.Double)

@@ -1,7 +1,7 @@
 """retention: queue of storage deletes decided but not yet confirmed, and an owner index on the audit
 
 Revision ID: 0002_retention
-Revises: 0001
+Revises: 0002_variants
 Create Date: 2026-11-21
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0002_retention"
-down_revision = "0001"
+down_revision = "0002_variants"
 branch_labels = None
 depends_on = None
 

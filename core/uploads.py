@@ -1,0 +1,531 @@
+"""Uploads: the app's request -> upload -> confirm flow, discovery of new upload objects, and validation.
+
+Layout: the app (or the platform on its behalf) builds every key server-side with `core.keys.upload_key`:
+`uploads/YYYY/MM/DD/<owner>/<upload_id>-<name>`. Two ways in:
+- request/confirm: `request_upload` writes a `pending` row with its key, the app PUTs the bytes, then
+  `confirm_upload` marks it `confirmed`. A row never confirmed stays `pending`: the platform does not
+  process it and leaves it to the retention capability (which may mark it `abandoned` and delete it).
+- straight to storage: an object appearing under `uploads/` with no row is registered as `confirmed`
+  (its existence is the confirmation).
+
+Discovery lists only day prefixes. Keys inside a day are NOT time-ordered (the owner segment comes
+before the upload id), so a `start_after` cursor alone would miss a key that sorts before the last one
+seen. Each tick therefore re-lists the recent days (today and `recheck_days` before it) and compares
+with the registered rows (new key -> register; size or last_modified changed on a processed key ->
+register again); `start_after` resumes a day whose listing hit the per-tick budget. Days older than the
+window are never listed again, so a tick costs O(recent uploads), never O(bucket).
+
+Queueing: confirmed rows become `queued` with a deterministic `batch_key` (the run_key), in the same
+transaction that selects them, so a row is requested once. A batch still queued after
+`requeue_after_minutes` is requested again with the same run_key (Dagster drops it if the run exists).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import re
+import secrets
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+
+from core.catalog.models import Upload
+from core.imaging import ImageDecodeError, RenderResult, UploadLimits, VariantPlan, render_variants
+from core.ingest import record_quarantine, store_verified, upsert_object, upsert_reference
+from core.keys import upload_key
+from core.media_types import MediaInfo, MediaRejected, inspect_media
+from core.objectstore.base import ObjectInfo, ObjectStore, ObjectStoreError, sha256_hex
+from core.objectstore.retry import retry_transient
+from core.variants import Original, VariantStats, process_original
+
+logger = logging.getLogger(__name__)
+
+UPLOADS_PREFIX = "uploads"
+SOURCE_NAME = "uploads"
+_KEY = re.compile(r"uploads/(\d{4})/(\d{2})/(\d{2})/([^/]+)/([A-Za-z0-9][A-Za-z0-9_-]{0,63}?)-([^/]+)")
+
+
+@dataclass(frozen=True)
+class ParsedUploadKey:
+    day: dt.date
+    owner_id: str
+    upload_id: str
+    filename: str
+
+
+def parse_upload_key(key: str) -> ParsedUploadKey | None:
+    match = _KEY.fullmatch(key)
+    if not match:
+        return None
+    year, month, day, owner, upload_id, filename = match.groups()
+    try:
+        return ParsedUploadKey(dt.date(int(year), int(month), int(day)), owner, upload_id, filename)
+    except ValueError:
+        return None
+
+
+def _printable(value: str | None, limit: int = 255) -> str | None:
+    """Untrusted text kept for display only: control characters (NUL breaks Postgres TEXT) removed."""
+    if value is None:
+        return None
+    return "".join(ch for ch in value if ch.isprintable())[:limit]
+
+
+def day_prefix(day: dt.date) -> str:
+    return f"{UPLOADS_PREFIX}/{day.year:04d}/{day.month:02d}/{day.day:02d}/"
+
+
+# -- the app's side: request -> upload -> confirm -------------------------------------------------------
+
+
+def request_upload(
+    conn: sa.Connection,
+    *,
+    owner_id: str,
+    filename: str,
+    declared_mime: str | None,
+    day: dt.date,
+    upload_id: str | None = None,
+) -> tuple[int, str]:
+    """Reserve a server-built key for an upload (status `pending`); returns (row id, key to PUT to)."""
+    upload_id = upload_id or secrets.token_hex(8)
+    key = upload_key(day, owner_id, upload_id, filename)
+    row_id = conn.execute(
+        insert(Upload)
+        .values(
+            upload_key=key,
+            owner_id=_printable(owner_id) or "unknown",
+            declared_name=_printable(filename),
+            declared_mime=_printable(declared_mime, 100),
+            upload_date=day,
+            status="pending",
+        )
+        .returning(Upload.id)
+    ).scalar_one()
+    return int(row_id), key
+
+
+def confirm_upload(conn: sa.Connection, key: str) -> bool:
+    """The app says the bytes are there; only a pending row moves (a repeat confirm is a no-op)."""
+    result = conn.execute(
+        sa.update(Upload)
+        .where(Upload.upload_key == key, Upload.status == "pending")
+        .values(status="confirmed", confirmed_at=sa.func.now())
+    )
+    return result.rowcount == 1
+
+
+# -- discovery (the sensor) -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UploadCursor:
+    """`through`: the last day fully listed; `resume_*`: a day whose listing stopped at the budget."""
+
+    through: dt.date | None = None
+    resume_day: dt.date | None = None
+    resume_after: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "through": self.through.isoformat() if self.through else None,
+                "resume_day": self.resume_day.isoformat() if self.resume_day else None,
+                "resume_after": self.resume_after,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> UploadCursor:
+        if not raw:
+            return cls()
+        data = json.loads(raw)
+
+        def day(name: str) -> dt.date | None:
+            return dt.date.fromisoformat(data[name]) if data.get(name) else None
+
+        return cls(day("through"), day("resume_day"), data.get("resume_after"))
+
+
+@dataclass
+class Discovery:
+    cursor: UploadCursor
+    days_listed: list[dt.date] = field(default_factory=list)
+    keys_listed: int = 0
+    registered: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+
+
+def _same_time(a: dt.datetime | None, b: dt.datetime) -> bool:
+    return a is not None and abs((a - b).total_seconds()) < 1e-3
+
+
+def _register_day(
+    engine: sa.Engine,
+    store: ObjectStore,
+    day: dt.date,
+    start_after: str | None,
+    budget: int,
+    found: Discovery,
+) -> str | None:
+    """List one day prefix and register new/changed keys; returns the last key if the budget ran out."""
+    with engine.connect() as conn:
+        known = {
+            row.upload_key: row
+            for row in conn.execute(
+                sa.select(
+                    Upload.id, Upload.upload_key, Upload.size_bytes, Upload.object_modified_at, Upload.status
+                ).where(Upload.upload_date == day)
+            )
+        }
+    new_rows: list[dict[str, object]] = []
+    changed_ids: list[tuple[int, ObjectInfo]] = []
+    stopped_at: str | None = None
+    listed = 0
+    last_key = start_after or ""
+    for info in store.list_objects(day_prefix(day), start_after=start_after):
+        if listed >= budget:
+            stopped_at = last_key  # resume after the last key handled ("" = from the day's start)
+            break
+        listed += 1
+        last_key = info.key
+        row = known.get(info.key)
+        if row is None:
+            parsed = parse_upload_key(info.key)
+            new_rows.append(
+                {
+                    "upload_key": info.key,
+                    "owner_id": parsed.owner_id if parsed else "unknown",
+                    "declared_name": parsed.filename if parsed else None,
+                    "size_bytes": info.size,
+                    "upload_date": day,
+                    "status": "confirmed",
+                    "confirmed_at": dt.datetime.now(dt.UTC),
+                    "object_modified_at": info.last_modified,
+                }
+            )
+        elif row.status in ("processed", "rejected") and (
+            row.size_bytes != info.size or not _same_time(row.object_modified_at, info.last_modified)
+        ):
+            changed_ids.append((row.id, info))
+    with engine.begin() as conn:
+        if new_rows:
+            conn.execute(
+                insert(Upload).values(new_rows).on_conflict_do_nothing(index_elements=["upload_key"])
+            )
+        for row_id, info in changed_ids:
+            conn.execute(
+                sa.update(Upload)
+                .where(Upload.id == row_id, Upload.status.in_(("processed", "rejected")))
+                .values(
+                    status="confirmed",
+                    size_bytes=info.size,
+                    object_modified_at=info.last_modified,
+                    processed_at=None,
+                    error=None,
+                    batch_key=None,
+                )
+            )
+    found.keys_listed += listed
+    found.registered.extend(str(r["upload_key"]) for r in new_rows)
+    found.changed.extend(info.key for _, info in changed_ids)
+    return stopped_at
+
+
+def discover_uploads(
+    engine: sa.Engine, store: ObjectStore, cursor: UploadCursor, today: dt.date, limits: UploadLimits
+) -> Discovery:
+    """Register upload objects of the days since the cursor (plus the re-check window)."""
+    found = Discovery(cursor=cursor)
+    window_start = today - dt.timedelta(days=limits.recheck_days)
+    if cursor.resume_day is not None:
+        start, start_after = cursor.resume_day, cursor.resume_after
+    elif cursor.through is not None:
+        start, start_after = min(cursor.through, window_start), None
+    else:
+        start, start_after = today - dt.timedelta(days=limits.first_days), None
+    budget = limits.max_keys_per_tick
+    day = start
+    while day <= today:
+        found.days_listed.append(day)
+        stopped_at = _register_day(engine, store, day, start_after, budget - found.keys_listed, found)
+        if stopped_at is not None:
+            found.cursor = UploadCursor(cursor.through, day, stopped_at or None)
+            return found
+        start_after = None
+        day += dt.timedelta(days=1)
+    found.cursor = UploadCursor(through=today)
+    return found
+
+
+@dataclass(frozen=True)
+class UploadBatch:
+    day: dt.date
+    run_key: str
+    upload_ids: list[int]
+
+
+def queue_batches(
+    engine: sa.Engine, limits: UploadLimits, *, now: dt.datetime | None = None, max_batches: int = 50
+) -> list[UploadBatch]:
+    """Turn confirmed rows into queued batches (one per day chunk) and re-issue stale queued batches."""
+    now = now or dt.datetime.now(dt.UTC)
+    batches: list[UploadBatch] = []
+    with engine.begin() as conn:
+        rows = conn.execute(
+            sa.select(Upload.id, Upload.upload_date, Upload.object_modified_at)
+            .where(Upload.status == "confirmed")
+            .order_by(Upload.upload_date, Upload.id)
+            .limit(limits.batch_size * max_batches)
+            .with_for_update(skip_locked=True)
+        ).all()
+        by_day: dict[dt.date, list[sa.Row]] = defaultdict(list)
+        for row in rows:
+            by_day[row.upload_date].append(row)
+        for day, day_rows in by_day.items():
+            for i in range(0, len(day_rows), limits.batch_size):
+                chunk = day_rows[i : i + limits.batch_size]
+                ids = [r.id for r in chunk]
+                digest = hashlib.sha256(
+                    ";".join(f"{r.id}@{r.object_modified_at}" for r in chunk).encode()
+                ).hexdigest()[:16]
+                run_key = f"uploads-{day.isoformat()}-{ids[0]}-{digest}"
+                conn.execute(
+                    sa.update(Upload)
+                    .where(Upload.id.in_(ids))
+                    .values(status="queued", batch_key=run_key, queued_at=now)
+                )
+                batches.append(UploadBatch(day, run_key, ids))
+        stale = conn.execute(
+            sa.select(Upload.batch_key, Upload.upload_date, sa.func.array_agg(Upload.id))
+            .where(
+                Upload.status == "queued",
+                Upload.queued_at < now - dt.timedelta(minutes=limits.requeue_after_minutes),
+            )
+            .group_by(Upload.batch_key, Upload.upload_date)
+        ).all()
+        for batch_key, day, ids in stale:
+            conn.execute(
+                sa.update(Upload)
+                .where(Upload.batch_key == batch_key, Upload.status == "queued")
+                .values(queued_at=now)
+            )
+            batches.append(UploadBatch(day, batch_key, sorted(ids)))
+    return batches
+
+
+# -- processing (the upload-processing asset) -------------------------------------------------------------
+
+
+@dataclass
+class UploadStats:
+    uploads: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    deferred: int = 0
+    documents: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    variants: VariantStats = field(default_factory=VariantStats)
+    latencies: list[float] = field(default_factory=list)  # upload (last_modified) -> variants recorded, s
+    seconds: float = 0.0
+
+
+def validate_upload(data: bytes, limits: UploadLimits) -> MediaInfo:
+    """OWASP checks: type from magic bytes (never the name or declared MIME), allowlist (images; PDF as
+    a document), byte limits per kind, pixel limit (decompression bombs are errors)."""
+    info = inspect_media(
+        data,
+        allowed_kinds=frozenset({"image", "document"}),
+        max_bytes=max(limits.max_image_bytes, limits.max_document_bytes),
+        max_pixels=limits.max_pixels,
+    )
+    if info.kind == "image" and len(data) > limits.max_image_bytes:
+        raise MediaRejected(
+            "too_large", f"{len(data):,}-byte image is over the {limits.max_image_bytes:,} limit"
+        )
+    if info.kind == "document" and len(data) > limits.max_document_bytes:
+        raise MediaRejected(
+            "too_large", f"{len(data):,}-byte document is over the {limits.max_document_bytes:,} limit"
+        )
+    return info
+
+
+def _reject(
+    engine: sa.Engine,
+    row: sa.Row,
+    code: str,
+    reason: str,
+    *,
+    data: bytes | None,
+    info: ObjectInfo | None,
+    run_id: str | None,
+) -> None:
+    with engine.begin() as conn:
+        record_quarantine(
+            conn,
+            source_name=SOURCE_NAME,
+            source_table="uploads",
+            source_pk=str(row.id),
+            json_path=row.upload_key,
+            reason_code=code,
+            reason=reason,
+            sha256=sha256_hex(data) if data else None,
+            size_bytes=len(data) if data is not None else None,
+            run_id=run_id,
+        )
+        conn.execute(
+            sa.update(Upload)
+            .where(Upload.id == row.id)
+            .values(
+                status="rejected",
+                error=f"{code}: {reason}",
+                processed_at=sa.func.now(),
+                size_bytes=info.size if info else row.size_bytes,
+                object_modified_at=info.last_modified if info else row.object_modified_at,
+            )
+        )
+
+
+def uploads_to_process(
+    engine: sa.Engine, *, upload_ids: list[int] | None = None, day: dt.date | None = None
+) -> list[sa.Row]:
+    query = sa.select(
+        Upload.id, Upload.upload_key, Upload.owner_id, Upload.size_bytes, Upload.object_modified_at
+    )
+    query = query.where(Upload.status.in_(("confirmed", "queued")))
+    if upload_ids:
+        query = query.where(Upload.id.in_(upload_ids))
+    elif day is not None:
+        query = query.where(Upload.upload_date == day)
+    with engine.connect() as conn:
+        return list(conn.execute(query.order_by(Upload.id)))
+
+
+def process_uploads(
+    engine: sa.Engine,
+    store: ObjectStore,
+    plan: VariantPlan,
+    *,
+    upload_ids: list[int] | None = None,
+    day: dt.date | None = None,
+    run_id: str | None = None,
+) -> UploadStats:
+    """Validate a batch of uploads, store the valid ones as content-addressed originals with their
+    variants, quarantine the rest with the reason; one bad upload never stops the batch."""
+    started = time.perf_counter()
+    stats = UploadStats()
+    for row in uploads_to_process(engine, upload_ids=upload_ids, day=day):
+        stats.uploads += 1
+        try:
+            _process_one(engine, store, plan, row, stats, run_id)
+        except ObjectStoreError as exc:
+            # Storage still failing after retries: back to `confirmed` so the next tick re-batches it.
+            logger.warning("upload %s deferred: %s", row.upload_key, exc)
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.update(Upload).where(Upload.id == row.id).values(status="confirmed", batch_key=None)
+                )
+            stats.deferred += 1
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _process_one(
+    engine: sa.Engine,
+    store: ObjectStore,
+    plan: VariantPlan,
+    row: sa.Row,
+    stats: UploadStats,
+    run_id: str | None,
+) -> None:
+    def reject(code: str, reason: str, data: bytes | None = None, info: ObjectInfo | None = None) -> None:
+        _reject(engine, row, code, reason, data=data, info=info, run_id=run_id)
+        stats.rejected += 1
+        stats.rejected_by_reason[code] = stats.rejected_by_reason.get(code, 0) + 1
+
+    parsed = parse_upload_key(row.upload_key)
+    if parsed is None:
+        reject(
+            "invalid_upload_key",
+            "key is not uploads/YYYY/MM/DD/<owner>/<id>-<name> (not built by the server)",
+        )
+        return
+    head = retry_transient(lambda: store.head(row.upload_key))
+    if head is None:
+        reject("missing_object", "the upload was confirmed but no object exists under its key")
+        return
+    limits = plan.uploads
+    if head.size > max(limits.max_image_bytes, limits.max_document_bytes):  # refuse before reading it
+        reject("too_large", f"{head.size:,} bytes is over every upload limit", info=head)
+        return
+    data = retry_transient(lambda: store.get_bytes(row.upload_key))
+    try:
+        info = validate_upload(data, limits)
+        rendered: RenderResult | None = None
+        if info.kind == "image":
+            # Full decode now: an image whose pixels cannot be decoded never becomes an original.
+            rendered = render_variants(data, plan.specs, max_pixels=limits.max_pixels, threads=plan.threads)
+    except MediaRejected as exc:
+        reject(exc.code, exc.reason, data, head)
+        return
+    except ImageDecodeError as exc:
+        reject(exc.code, exc.reason, data, head)
+        return
+    sha256 = sha256_hex(data)
+    blob = store_verified(store, data, sha256, info)
+    with engine.begin() as conn:
+        object_id = upsert_object(conn, blob, info, store.provider)
+        upsert_reference(
+            conn,
+            object_id=object_id,
+            owner_id=row.owner_id,
+            origin="upload",
+            source_name=SOURCE_NAME,
+            source_table="uploads",
+            source_pk=str(row.id),
+        )
+    if rendered is not None:
+        original = Original(object_id, sha256, blob.key, blob.size, info.mime_type)
+        stats.variants.merge(process_original(store, engine, original, plan, prerendered=rendered))
+    else:
+        stats.documents += 1
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(Upload)
+            .where(Upload.id == row.id)
+            .values(
+                status="processed",
+                object_id=object_id,
+                processed_at=sa.func.now(),
+                error=None,
+                size_bytes=head.size,
+                object_modified_at=head.last_modified,
+                declared_mime=sa.func.coalesce(Upload.declared_mime, info.mime_type),
+            )
+        )
+    stats.accepted += 1
+    stats.latencies.append((dt.datetime.now(dt.UTC) - head.last_modified).total_seconds())
+
+
+def pending_uploads(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(Upload).where(Upload.status == "pending")
+            ).scalar_one()
+        )
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]

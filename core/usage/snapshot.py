@@ -1,0 +1,417 @@
+"""The daily usage snapshot, computed set-based in Postgres and written delete-then-insert per day.
+
+Everything is aggregated by SQL (`INSERT ... SELECT ... GROUP BY`); Python only sees per-day totals and
+the small per-owner tables it shapes for metadata. The catalog figures are point-in-time as of the end of
+the snapshot day (objects created before it and not yet deleted or released then), so a backfilled
+partition reproduces that day; the bytes still held as base64 in the source tables can only be measured
+as they are now.
+
+Owner attribution: an owner "uses" every distinct object they hold a live reference to (so deduplicated
+content counts once per owner for quotas), while the platform-wide summary counts each object once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+from core.catalog.models import CATALOG_SCHEMA
+from core.sources import SourcesConfig
+from core.usage.quotas import QuotaConfig
+
+C = CATALOG_SCHEMA
+#: Owner id for usage that belongs to the platform (database dumps) rather than to an app user.
+PLATFORM_OWNER = "_platform"
+#: Owner id for source rows whose owner column is NULL.
+UNOWNED = "_unowned"
+LOCATIONS = ("database", "originals", "variants", "backups")
+#: Full-size renditions that can be served instead of the original (the WebP/AVIF delivery saving).
+FULL_SIZE_VARIANTS = ("webp", "avif")
+
+
+@dataclass
+class UsageSnapshotResult:
+    """The day's totals (one `usage_summaries` row) plus small frames for metadata and reports."""
+
+    snapshot_date: dt.date
+    summary: dict[str, Any]
+    by_location: pd.DataFrame  # location, kind, bytes, object_count
+    top_owners: pd.DataFrame  # owner_id, tier, used_bytes, quota_bytes, used_fraction
+    over_quota: pd.DataFrame  # owners above the warn fraction
+    relation_sizes: dict[str, int] = field(default_factory=dict)
+    previous_date: dt.date | None = None
+
+    @property
+    def object_storage_bytes(self) -> int:
+        s = self.summary
+        return int(s["original_bytes"] + s["variant_bytes"] + s["backup_bytes"])
+
+    @property
+    def total_bytes(self) -> int:
+        return self.object_storage_bytes + int(self.summary["database_bytes"])
+
+
+def day_window(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    return start, start + dt.timedelta(days=1)
+
+
+# A reference is live at :end when it existed and had not been released; an object/variant exists at
+# :end when created before it and not deleted by then.
+_OBJECT_EXISTS = """
+    o.created_at < :end
+    AND ((o.status <> 'deleted' AND o.deleted_at IS NULL) OR o.deleted_at >= :end)
+"""
+_VARIANT_EXISTS = """
+    v.size_bytes IS NOT NULL AND v.created_at < :end
+    AND (v.status = 'ready' AND v.deleted_at IS NULL OR v.deleted_at >= :end)
+"""
+#: Temporary tables (dropped at commit) holding the day's live (owner, object) pairs and existing objects,
+#: so the references and objects are scanned once instead of once per figure.
+_PAIRS = "usage_live_pairs"
+_OBJECTS = "usage_objects"
+#: Enough memory for the hash aggregates over ~1M rows to stay out of temporary files.
+WORK_MEM = "256MB"
+
+
+def _build_working_tables(conn: sa.Connection, params: dict[str, Any]) -> None:
+    conn.execute(sa.text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+    for table in (_PAIRS, _OBJECTS):
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS pg_temp.{table}"))
+    conn.execute(
+        sa.text(f"""
+        CREATE TEMP TABLE {_OBJECTS} ON COMMIT DROP AS
+        SELECT o.id, o.kind, o.size_bytes, o.sha256, o.created_at FROM {C}.stored_objects o
+        WHERE {_OBJECT_EXISTS}"""),
+        params,
+    )
+    # refs: how many references the owner has to the object (one copy each in the legacy rows)
+    conn.execute(
+        sa.text(f"""
+        CREATE TEMP TABLE {_PAIRS} ON COMMIT DROP AS
+        SELECT r.owner_id, r.object_id, r.refs, o.kind, o.size_bytes
+        FROM (SELECT owner_id, object_id, count(*) AS refs FROM {C}.object_references
+              WHERE created_at < :end AND (released_at IS NULL OR released_at >= :end)
+              GROUP BY owner_id, object_id) r
+        JOIN {_OBJECTS} o ON o.id = r.object_id"""),
+        params,
+    )
+    # temporary tables have no statistics until analysed; without them the joins get nested-loop plans
+    conn.execute(sa.text(f"ANALYZE {_OBJECTS}"))
+    conn.execute(sa.text(f"ANALYZE {_PAIRS}"))
+
+
+def _insert_catalog_usage(conn: sa.Connection, params: dict[str, Any]) -> None:
+    insert = f"INSERT INTO {C}.usage_snapshots (snapshot_date, owner_id, kind, location, bytes, object_count)"
+    conn.execute(
+        sa.text(f"""{insert}
+            SELECT :day, owner_id, kind, 'originals', sum(size_bytes), count(*)
+            FROM {_PAIRS} GROUP BY owner_id, kind"""),
+        params,
+    )
+    conn.execute(
+        sa.text(f"""{insert}
+            SELECT :day, p.owner_id, v.variant_name, 'variants', sum(v.size_bytes), count(*)
+            FROM {_PAIRS} p JOIN {C}.variants v ON v.parent_object_id = p.object_id
+            WHERE {_VARIANT_EXISTS}
+            GROUP BY p.owner_id, v.variant_name"""),
+        params,
+    )
+    # Backup copies are content-addressed (one per SHA-256); attribute each to the owners of that content.
+    conn.execute(
+        sa.text(f"""{insert}
+            SELECT :day, p.owner_id, p.kind, 'backups', sum(b.size_bytes), count(*)
+            FROM (SELECT o.id, c.size_bytes FROM {_OBJECTS} o
+                  JOIN {C}.backup_object_copies c ON c.sha256 = o.sha256 WHERE c.copied_at < :end) b
+            JOIN {_PAIRS} p ON p.object_id = b.id
+            GROUP BY p.owner_id, p.kind"""),
+        params,
+    )
+    conn.execute(
+        sa.text(f"""{insert}
+            SELECT :day, :platform, 'database_dump', 'backups', coalesce(sum(size_bytes), 0), count(*)
+            FROM {C}.backups
+            WHERE kind = 'database' AND status IN ('complete', 'verified') AND started_at < :end
+              AND (expired_at IS NULL OR expired_at >= :end)
+            HAVING count(*) > 0"""),
+        params,
+    )
+
+
+def _insert_database_usage(
+    conn: sa.Connection, sources: SourcesConfig, params: dict[str, Any]
+) -> dict[str, int]:
+    """Bytes each owner still holds in each source column; returns pg_total_relation_size per table."""
+    relation_sizes: dict[str, int] = {}
+    for source in sources.sources:
+        exists = conn.execute(
+            sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"{source.schema}.{source.table}"}
+        ).scalar()
+        if not exists:
+            continue
+        column = f'"{source.column}"' + ("::text" if source.format == "jsonb" else "")
+        conn.execute(
+            sa.text(f"""
+                INSERT INTO {C}.usage_snapshots (snapshot_date, owner_id, kind, location, bytes, object_count)
+                SELECT :day, coalesce("{source.owner_column}"::text, :unowned), :kind, 'database',
+                       sum(octet_length({column})), count(*)
+                FROM {source.qualified_table}
+                WHERE "{source.column}" IS NOT NULL
+                GROUP BY 2"""),
+            {**params, "kind": source.name},
+        )
+        key = f"{source.schema}.{source.table}"
+        if key not in relation_sizes:
+            relation_sizes[key] = int(
+                conn.execute(sa.text("SELECT pg_total_relation_size(to_regclass(:t))"), {"t": key}).scalar()
+                or 0
+            )
+    return relation_sizes
+
+
+def _summary(
+    conn: sa.Connection, params: dict[str, Any], relation_sizes: dict[str, int], largest: int
+) -> dict[str, Any]:
+    row = (
+        conn.execute(
+            sa.text(f"""
+        WITH objects AS MATERIALIZED (
+            -- IN (subquery) in the select list runs as one hashed subplan: no DISTINCT, no join
+            SELECT o.size_bytes, o.created_at, o.id IN (SELECT object_id FROM {_PAIRS}) AS referenced
+            FROM {_OBJECTS} o
+        ),
+        object_totals AS (
+            SELECT coalesce(sum(size_bytes), 0) AS original_bytes, count(*) AS original_count,
+                   coalesce(sum(size_bytes) FILTER (WHERE referenced), 0) AS live_original_bytes,
+                   coalesce(sum(size_bytes) FILTER (WHERE NOT referenced), 0) AS orphan_bytes,
+                   count(*) FILTER (WHERE NOT referenced) AS orphan_count
+            FROM objects
+        ),
+        variants AS (
+            SELECT v.parent_object_id, v.variant_name, v.size_bytes, v.created_at
+            FROM {C}.variants v WHERE {_VARIANT_EXISTS}
+        ),
+        full_size AS (
+            SELECT parent_object_id, min(size_bytes) AS size_bytes
+            FROM variants WHERE variant_name = ANY(:full_size) GROUP BY parent_object_id
+        ),
+        ingest AS (
+            SELECT created_at, size_bytes FROM {_OBJECTS} WHERE created_at >= :start
+            UNION ALL SELECT created_at, size_bytes FROM variants WHERE created_at >= :start
+        )
+        SELECT
+            (SELECT coalesce(sum(bytes), 0) FROM {C}.usage_snapshots
+                WHERE snapshot_date = :day AND location = 'database') AS database_bytes,
+            t.original_bytes, t.original_count, t.live_original_bytes, t.orphan_bytes, t.orphan_count,
+            (SELECT coalesce(sum(size_bytes * refs), 0) FROM {_PAIRS}) AS referenced_bytes,
+            (SELECT coalesce(sum(size_bytes), 0) FROM variants) AS variant_bytes,
+            (SELECT count(*) FROM variants) AS variant_count,
+            (SELECT coalesce(sum(greatest(o.size_bytes - f.size_bytes, 0)), 0)
+                FROM full_size f JOIN {_OBJECTS} o ON o.id = f.parent_object_id)
+                AS variant_delivery_saved_bytes,
+            (SELECT coalesce(sum(size_bytes), 0) FROM {C}.backup_object_copies WHERE copied_at < :end)
+                + (SELECT coalesce(sum(bytes), 0) FROM {C}.usage_snapshots
+                   WHERE snapshot_date = :day AND owner_id = :platform AND location = 'backups')
+                AS backup_bytes,
+            (SELECT count(*) FROM {C}.backup_object_copies WHERE copied_at < :end)
+                + (SELECT coalesce(sum(object_count), 0) FROM {C}.usage_snapshots
+                   WHERE snapshot_date = :day AND owner_id = :platform AND location = 'backups')
+                AS backup_count,
+            (SELECT coalesce(sum(size_bytes), 0) FROM {C}.stored_objects WHERE deleted_at < :end)
+                + (SELECT coalesce(sum(size_bytes), 0) FROM {C}.variants
+                   WHERE deleted_at < :end AND size_bytes IS NOT NULL) AS retention_deleted_bytes,
+            (SELECT count(DISTINCT owner_id) FROM {C}.usage_snapshots
+                WHERE snapshot_date = :day AND owner_id NOT IN (:platform, :unowned)) AS owner_count,
+            (SELECT coalesce(max(b), 0) FROM (SELECT sum(size_bytes) AS b FROM ingest
+                GROUP BY date_trunc('hour', created_at)) h) AS peak_hour_bytes
+        FROM object_totals t
+        """),
+            params,
+        )
+        .mappings()
+        .one()
+    )
+    summary = {k: int(v) for k, v in row.items()}
+    summary["database_relation_bytes"] = sum(relation_sizes.values())
+    files = conn.execute(
+        sa.text(f"""
+            SELECT o.id, s.storage_key, o.kind, s.mime_type, o.size_bytes,
+                   (SELECT min(r.owner_id) FROM {C}.object_references r
+                    WHERE r.object_id = o.id AND r.created_at < :end
+                      AND (r.released_at IS NULL OR r.released_at >= :end)) AS owner_id
+            FROM (SELECT id, kind, size_bytes FROM {_OBJECTS} ORDER BY size_bytes DESC, id LIMIT :n) o
+            JOIN {C}.stored_objects s ON s.id = o.id
+            ORDER BY o.size_bytes DESC, o.id"""),
+        {**params, "n": largest},
+    ).mappings()
+    summary["largest_files"] = [dict(f) for f in files]
+    return summary
+
+
+def _previous(conn: sa.Connection, day: dt.date) -> tuple[dt.date, int] | None:
+    row = conn.execute(
+        sa.text(f"""
+            SELECT snapshot_date,
+                   original_bytes + variant_bytes + backup_bytes + database_bytes AS total
+            FROM {C}.usage_summaries WHERE snapshot_date < :day
+            ORDER BY snapshot_date DESC LIMIT 1"""),
+        {"day": day},
+    ).one_or_none()
+    return (row[0], int(row[1])) if row else None
+
+
+def _tier_expression(conn: sa.Connection, sources: SourcesConfig, quotas: QuotaConfig) -> tuple[str, str]:
+    """The FROM fragment joining each owner to their tier, and the tier expression (column optional)."""
+    owners = sources.owners
+    has_column = conn.execute(
+        sa.text(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.columns"
+            " WHERE table_schema = :s AND table_name = :t AND column_name = :c)"
+        ),
+        {"s": owners.schema, "t": owners.table, "c": quotas.tier_column},
+    ).scalar()
+    if not has_column:
+        return "", ":default_tier"
+    join = f'LEFT JOIN "{owners.schema}"."{owners.table}" ow ON ow."{owners.primary_key}"::text = u.owner_id'
+    return join, f'ow."{quotas.tier_column}"::text'
+
+
+def _insert_quotas(
+    conn: sa.Connection, sources: SourcesConfig, quotas: QuotaConfig, params: dict[str, Any]
+) -> None:
+    join, tier = _tier_expression(conn, sources, quotas)
+    tier_values = ", ".join(f"(:tier_{i}, :quota_{i})" for i in range(len(quotas.tiers)))
+    tier_params: dict[str, Any] = {}
+    for i, (name, size) in enumerate(quotas.tiers.items()):
+        tier_params[f"tier_{i}"] = name
+        tier_params[f"quota_{i}"] = size
+    conn.execute(
+        sa.text(f"""
+        WITH tiers(tier, quota) AS (VALUES {tier_values}),
+        used AS (
+            SELECT owner_id, sum(bytes) AS used_bytes FROM {C}.usage_snapshots
+            WHERE snapshot_date = :day AND location IN ('originals', 'variants', 'database')
+              AND owner_id NOT IN (:platform, :unowned)
+            GROUP BY owner_id
+        ),
+        owner_tier AS (
+            SELECT u.owner_id, u.used_bytes, coalesce(t.tier, :default_tier) AS tier
+            FROM used u {join} LEFT JOIN tiers t ON t.tier = {tier}
+        )
+        INSERT INTO {C}.owner_quotas (snapshot_date, owner_id, tier, used_bytes, quota_bytes, used_fraction)
+        SELECT :day, ot.owner_id, ot.tier, ot.used_bytes, t.quota,
+               CASE WHEN t.quota > 0 THEN ot.used_bytes::float8 / t.quota ELSE 0 END
+        FROM owner_tier ot JOIN tiers t ON t.tier = ot.tier"""),
+        {**params, **tier_params, "default_tier": quotas.default_tier},
+    )
+
+
+def take_usage_snapshot(
+    conn: sa.Connection,
+    day: dt.date,
+    sources: SourcesConfig,
+    quotas: QuotaConfig,
+    full_size_variants: tuple[str, ...] = FULL_SIZE_VARIANTS,
+) -> UsageSnapshotResult:
+    """Replace the day's rows in usage_snapshots, owner_quotas and usage_summaries (call in a transaction)."""
+    start, end = day_window(day)
+    now = dt.datetime.now(dt.UTC)
+    params: dict[str, Any] = {
+        "day": day,
+        "start": start,
+        "end": min(end, now) if start <= now else end,
+        "platform": PLATFORM_OWNER,
+        "unowned": UNOWNED,
+        "full_size": list(full_size_variants),
+    }
+    for table in ("usage_snapshots", "owner_quotas", "usage_summaries"):
+        conn.execute(sa.text(f"DELETE FROM {C}.{table} WHERE snapshot_date = :day"), {"day": day})
+    _build_working_tables(conn, params)
+    _insert_catalog_usage(conn, params)
+    relation_sizes = _insert_database_usage(conn, sources, params)
+    _insert_quotas(conn, sources, quotas, params)
+    summary = _summary(conn, params, relation_sizes, quotas.largest_files)
+
+    previous = _previous(conn, day)
+    total = (
+        summary["original_bytes"]
+        + summary["variant_bytes"]
+        + summary["backup_bytes"]
+        + summary["database_bytes"]
+    )
+    growth = (total - previous[1]) / max((day - previous[0]).days, 1) if previous else None
+    summary["growth_bytes_per_day"] = growth
+    conn.execute(
+        sa.text(f"""
+            INSERT INTO {C}.usage_summaries ({", ".join(["snapshot_date", *summary])})
+            VALUES (:snapshot_date, {", ".join(":" + k for k in summary)})""").bindparams(
+            sa.bindparam("largest_files", type_=JSONB)
+        ),
+        {"snapshot_date": day, **summary},
+    )
+
+    by_location = pd.read_sql_query(
+        sa.text(f"""
+            SELECT location, kind, sum(bytes)::bigint AS bytes, sum(object_count)::bigint AS object_count,
+                   count(DISTINCT owner_id) AS owners
+            FROM {C}.usage_snapshots WHERE snapshot_date = :day
+            GROUP BY location, kind ORDER BY location, bytes DESC"""),
+        conn,
+        params={"day": day},
+    )
+    top_owners = pd.read_sql_query(
+        sa.text(f"""
+            SELECT owner_id, tier, used_bytes, quota_bytes, used_fraction FROM {C}.owner_quotas
+            WHERE snapshot_date = :day ORDER BY used_fraction DESC, owner_id LIMIT 20"""),
+        conn,
+        params={"day": day},
+    )
+    over_quota = pd.read_sql_query(
+        sa.text(f"""
+            SELECT owner_id, tier, used_bytes, quota_bytes, used_fraction FROM {C}.owner_quotas
+            WHERE snapshot_date = :day AND used_fraction > :fraction
+            ORDER BY used_fraction DESC, owner_id LIMIT 100"""),
+        conn,
+        params={"day": day, "fraction": quotas.quota_warn_fraction},
+    )
+    return UsageSnapshotResult(
+        snapshot_date=day,
+        summary=summary,
+        by_location=by_location,
+        top_owners=top_owners,
+        over_quota=over_quota,
+        relation_sizes=relation_sizes,
+        previous_date=previous[0] if previous else None,
+    )
+
+
+def load_summaries(conn: sa.Connection, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """The usage_summaries rows of a date range (inclusive), oldest first."""
+    return pd.read_sql_query(
+        sa.text(f"""SELECT * FROM {C}.usage_summaries
+                    WHERE snapshot_date BETWEEN :first AND :last ORDER BY snapshot_date"""),
+        conn,
+        params={"first": first, "last": last},
+    )
+
+
+def count_owners_over_quota(conn: sa.Connection, day: dt.date, fraction: float) -> int:
+    return int(
+        conn.execute(
+            sa.text(
+                f"SELECT count(*) FROM {C}.owner_quotas WHERE snapshot_date = :day AND used_fraction > :f"
+            ),
+            {"day": day, "f": fraction},
+        ).scalar()
+        or 0
+    )
+
+
+def largest_files_json(summary: dict[str, Any]) -> str:
+    return json.dumps(summary["largest_files"], default=str)

@@ -1,0 +1,355 @@
+"""Variants in the catalog: which originals lack their current variant set, and rendering + recording them.
+
+An original "has its set" when every spec in config/variants.yaml has a row with the spec's current
+`spec_hash` and status ready or skipped (a skip carries its reason). A failed row with the current hash
+is not retried automatically (a corrupt original would fail every run); `retry_failed` re-attempts them.
+Changing one spec changes one hash, so only that variant is re-rendered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+
+from core.catalog.models import StoredObject, Variant
+from core.imaging import (
+    DECODABLE_MIME_TYPES,
+    ImageDecodeError,
+    RenderedVariant,
+    RenderResult,
+    VariantPlan,
+    VariantSpec,
+    render_variants,
+)
+from core.keys import variant_key
+from core.objectstore.base import ObjectStore, ObjectStoreError
+from core.objectstore.retry import retry_transient
+
+logger = logging.getLogger(__name__)
+
+#: Statuses that count as "done" for a spec hash (failed counts too unless retry_failed).
+DONE = ("ready", "skipped")
+
+
+@dataclass(frozen=True)
+class Original:
+    id: int
+    sha256: str
+    storage_key: str
+    size_bytes: int
+    mime_type: str
+
+
+@dataclass
+class VariantStats:
+    """What one batch did; summed across batches for the run's metadata."""
+
+    images: int = 0
+    variants_ready: int = 0
+    variants_skipped: int = 0
+    variants_failed: int = 0
+    images_failed: int = 0
+    images_deferred: int = 0  # storage still failing after retries: left for the next run
+    # originals' bytes next to what their full-size WebP / AVIF weigh, for "bytes saved" metadata
+    bytes_original_webp: int = 0
+    bytes_webp: int = 0
+    bytes_original_avif: int = 0
+    bytes_avif: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def merge(self, other: VariantStats) -> VariantStats:
+        for name in self.__dataclass_fields__:
+            value = getattr(other, name)
+            if name == "errors":
+                self.errors.extend(value[: max(0, 20 - len(self.errors))])
+            else:
+                setattr(self, name, getattr(self, name) + value)
+        return self
+
+    @property
+    def variants(self) -> int:
+        return self.variants_ready + self.variants_skipped + self.variants_failed
+
+
+def _missing_condition(plan: VariantPlan, retry_failed: bool) -> sa.ColumnElement[bool]:
+    """SQL: the original lacks at least one (name, current hash) in a done status."""
+    statuses = DONE if retry_failed else (*DONE, "failed")
+    done = (
+        sa.select(sa.func.count())
+        .select_from(Variant)
+        .where(
+            Variant.parent_object_id == StoredObject.id,
+            Variant.status.in_(statuses),
+            sa.tuple_(Variant.variant_name, Variant.spec_hash).in_(plan.spec_pairs()),
+        )
+        .scalar_subquery()
+    )
+    return done < len(plan.specs)
+
+
+def originals_query(plan: VariantPlan, *, created_before: datetime | None, retry_failed: bool = False):
+    """Image originals (migrated and uploaded alike) lacking their current variant set, by id."""
+    query = sa.select(
+        StoredObject.id,
+        StoredObject.sha256,
+        StoredObject.storage_key,
+        StoredObject.size_bytes,
+        StoredObject.mime_type,
+    ).where(
+        StoredObject.kind == "image",
+        StoredObject.status == "verified",
+        StoredObject.mime_type.in_(DECODABLE_MIME_TYPES),
+        _missing_condition(plan, retry_failed),
+    )
+    if created_before is not None:
+        query = query.where(StoredObject.created_at < created_before)
+    return query.order_by(StoredObject.id)
+
+
+def ids_needing_variants(
+    engine: sa.Engine,
+    plan: VariantPlan,
+    *,
+    created_before: datetime | None = None,
+    retry_failed: bool = False,
+    page_size: int = 5000,
+) -> Iterator[list[int]]:
+    """Pages of original ids (keyset by id, so memory stays flat however big the catalog is)."""
+    after = 0
+    base = originals_query(plan, created_before=created_before, retry_failed=retry_failed)
+    while True:
+        with engine.connect() as conn:
+            ids = list(conn.execute(base.where(StoredObject.id > after).limit(page_size)).scalars())
+        if not ids:
+            return
+        yield ids
+        after = ids[-1]
+
+
+def load_originals(engine: sa.Engine, ids: list[int]) -> list[Original]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                StoredObject.id,
+                StoredObject.sha256,
+                StoredObject.storage_key,
+                StoredObject.size_bytes,
+                StoredObject.mime_type,
+            )
+            .where(StoredObject.id.in_(ids))
+            .order_by(StoredObject.id)
+        ).all()
+    return [Original(r.id, r.sha256.strip(), r.storage_key, r.size_bytes, r.mime_type) for r in rows]
+
+
+def specs_to_render(
+    conn: sa.Connection, original_id: int, plan: VariantPlan, retry_failed: bool
+) -> list[VariantSpec]:
+    statuses = DONE if retry_failed else (*DONE, "failed")
+    have = set(
+        conn.execute(
+            sa.select(Variant.variant_name, Variant.spec_hash).where(
+                Variant.parent_object_id == original_id, Variant.status.in_(statuses)
+            )
+        ).tuples()
+    )
+    return [spec for spec in plan.specs if (spec.name, spec.spec_hash) not in have]
+
+
+def _row(original_id: int, spec: VariantSpec, **values: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "parent_object_id": original_id,
+        "variant_name": spec.name,
+        "spec_hash": spec.spec_hash,
+        "status": "failed",
+        "storage_key": None,
+        "sha256": None,
+        "mime_type": None,
+        "size_bytes": None,
+        "width": None,
+        "height": None,
+        "error": None,
+        "deleted_at": None,
+    }
+    row.update(values)
+    return row
+
+
+def upsert_variant_rows(conn: sa.Connection, rows: list[dict[str, object]]) -> None:
+    if not rows:
+        return
+    stmt = insert(Variant).values(rows)
+    stmt = stmt.on_conflict_do_update(
+        constraint="uq_variants_parent_name",
+        set_={
+            name: stmt.excluded[name] for name in rows[0] if name not in ("parent_object_id", "variant_name")
+        }
+        | {"created_at": sa.func.now()},
+    )
+    conn.execute(stmt)
+
+
+def _put(store: ObjectStore, key: str, variant: RenderedVariant) -> None:
+    data = variant.data
+    assert data is not None
+    sha256 = variant.sha256 or ""
+    info = retry_transient(
+        lambda: store.put_bytes(key, data, sha256=sha256, content_type=variant.spec.mime_type)
+    )
+    if info.size != len(data):
+        raise ObjectStoreError(f"{key}: stored {info.size} bytes, wrote {len(data)}")
+
+
+def process_original(
+    store: ObjectStore,
+    engine: sa.Engine,
+    original: Original,
+    plan: VariantPlan,
+    *,
+    data: bytes | None = None,
+    retry_failed: bool = False,
+    pool: ThreadPoolExecutor | None = None,
+    prerendered: RenderResult | None = None,
+) -> VariantStats:
+    """Render and store the variants `original` lacks, then record them in one transaction.
+
+    Decode/encode failures become `failed` rows with the error; storage errors are retried and, if
+    they persist, nothing is recorded so the next run picks the original up again.
+    """
+    stats = VariantStats(images=1)
+    with engine.connect() as conn:
+        specs = specs_to_render(conn, original.id, plan, retry_failed)
+    if not specs:
+        return stats
+    try:
+        if prerendered is not None:  # uploads decode once for validation and reuse the renditions
+            wanted = {spec.name for spec in specs}
+            result = RenderResult(
+                prerendered.width,
+                prerendered.height,
+                [v for v in prerendered.variants if v.spec.name in wanted],
+            )
+        else:
+            if data is None:
+                data = retry_transient(lambda: store.get_bytes(original.storage_key))
+            result = render_variants(
+                data,
+                specs,
+                original_size=original.size_bytes,
+                max_pixels=plan.max_pixels,
+                threads=plan.threads,
+            )
+    except ObjectStoreError as exc:
+        stats.images_deferred += 1
+        stats.errors.append(f"object {original.id}: storage: {exc}")
+        logger.warning("variants of object %s deferred: %s", original.id, exc)
+        return stats
+    except ImageDecodeError as exc:
+        rows = [_row(original.id, spec, error=f"{exc.code}: {exc.reason}") for spec in specs]
+        with engine.begin() as conn:
+            upsert_variant_rows(conn, rows)
+        stats.images_failed += 1
+        stats.variants_failed += len(rows)
+        stats.errors.append(f"object {original.id}: {exc}")
+        return stats
+    ready = [v for v in result.variants if v.status == "ready"]
+    keys = {v.spec.name: variant_key(original.sha256, v.spec.name, v.spec.extension) for v in ready}
+    try:
+        if pool is not None and len(ready) > 1:
+            list(pool.map(lambda v: _put(store, keys[v.spec.name], v), ready))
+        else:
+            for v in ready:
+                _put(store, keys[v.spec.name], v)
+    except ObjectStoreError as exc:
+        stats.images_deferred += 1
+        stats.errors.append(f"object {original.id}: storage: {exc}")
+        logger.warning("variants of object %s deferred: %s", original.id, exc)
+        return stats
+    rows = []
+    for v in result.variants:
+        if v.status == "ready":
+            assert v.data is not None
+            rows.append(
+                _row(
+                    original.id,
+                    v.spec,
+                    status="ready",
+                    storage_key=keys[v.spec.name],
+                    sha256=v.sha256,
+                    mime_type=v.spec.mime_type,
+                    size_bytes=len(v.data),
+                    width=v.width,
+                    height=v.height,
+                )
+            )
+            stats.variants_ready += 1
+            if v.spec.kind == "full":
+                if v.spec.format == "webp":
+                    stats.bytes_original_webp += original.size_bytes
+                    stats.bytes_webp += len(v.data)
+                elif v.spec.format == "avif":
+                    stats.bytes_original_avif += original.size_bytes
+                    stats.bytes_avif += len(v.data)
+        else:
+            rows.append(
+                _row(original.id, v.spec, status="skipped", width=v.width, height=v.height, error=v.reason)
+            )
+            stats.variants_skipped += 1
+    with engine.begin() as conn:
+        upsert_variant_rows(conn, rows)
+    return stats
+
+
+def process_batch(
+    store: ObjectStore,
+    engine: sa.Engine,
+    ids: list[int],
+    plan: VariantPlan,
+    *,
+    retry_failed: bool = False,
+) -> VariantStats:
+    """Variants for a batch of originals, one at a time (bounded memory); storage puts overlap in a
+    small thread pool because they are I/O-bound."""
+    started = time.perf_counter()
+    total = VariantStats()
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="variant-put") as pool:
+        for original in load_originals(engine, ids):
+            total.merge(process_original(store, engine, original, plan, retry_failed=retry_failed, pool=pool))
+    total.seconds = time.perf_counter() - started
+    return total
+
+
+def split_batches(ids: list[int], batch_size: int, parallelism: int) -> list[list[int]]:
+    """At least `parallelism` batches (so every core gets work), none larger than `batch_size`."""
+    if not ids:
+        return []
+    count = max(parallelism, -(-len(ids) // batch_size))
+    count = min(count, len(ids))
+    return [ids[i::count] for i in range(count)]
+
+
+def variant_set_gaps(engine: sa.Engine, plan: VariantPlan) -> int:
+    """Originals without their full current set, counting failed ones as gaps (for the asset check)."""
+    query = originals_query(plan, created_before=None, retry_failed=True)
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one())
+
+
+def failed_variant_rate(engine: sa.Engine) -> tuple[int, int]:
+    """(failed, total) variant rows that are not deleted."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(
+                sa.func.count().filter(Variant.status == "failed"),
+                sa.func.count(),
+            ).where(Variant.deleted_at.is_(None))
+        ).one()
+    return int(row[0]), int(row[1])

@@ -1,0 +1,74 @@
+"""Sensors. `upload_sensor` notices new uploads without anyone clicking anything.
+
+Turn it on in the UI (Automation -> upload_sensor -> Start) or with
+`dagster sensor start upload_sensor -w workspace.yaml`; it ships STOPPED so a fresh `./dev ui` does not
+start processing a production bucket by surprise. Each tick lists only the recent day prefixes of the
+uploads area (never the whole bucket), registers new/changed objects as `uploads` rows, and requests one
+run of `process_uploads_job` per batch of uploads, partitioned by upload day (see core/uploads.py).
+"""
+
+import datetime as dt
+
+from dagster import (
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    define_asset_job,
+    sensor,
+)
+
+from assets.uploads import PROCESSED_UPLOADS_KEY, UPLOAD_DAYS
+from core.imaging import load_variant_plan
+from core.uploads import UploadBatch, UploadCursor, discover_uploads, queue_batches
+from resources.database import PostgresResource
+from resources.object_store import ObjectStoreResource
+
+PROCESS_UPLOADS_JOB = "process_uploads_job"
+UPLOADS_OP = PROCESSED_UPLOADS_KEY.to_python_identifier()
+
+process_uploads_job = define_asset_job(
+    PROCESS_UPLOADS_JOB,
+    selection=[PROCESSED_UPLOADS_KEY],
+    partitions_def=UPLOAD_DAYS,
+    description="Validate and store one batch of uploads (run config: upload_ids) with their variants.",
+)
+
+
+def batch_run_config(upload_ids: list[int]) -> dict:
+    """The run config a batch travels in; the demo and the benchmark use the same shape."""
+    return {"ops": {UPLOADS_OP: {"config": {"upload_ids": upload_ids}}}}
+
+
+def run_request(batch: UploadBatch) -> RunRequest:
+    return RunRequest(
+        run_key=batch.run_key,
+        partition_key=batch.day.isoformat(),
+        run_config=batch_run_config(batch.upload_ids),
+        tags={"uploads/batch": batch.run_key, "uploads/count": str(len(batch.upload_ids))},
+    )
+
+
+@sensor(
+    job=process_uploads_job,
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.STOPPED,
+    description="Registers new uploads (date-prefixed listing with a cursor) and requests batch runs.",
+)
+def upload_sensor(
+    context: SensorEvaluationContext, postgres: PostgresResource, object_store: ObjectStoreResource
+) -> SensorResult:
+    postgres.ensure_catalog()
+    engine = postgres.engine()
+    limits = load_variant_plan().uploads
+    now = dt.datetime.now(dt.UTC)
+    found = discover_uploads(
+        engine, object_store.store(), UploadCursor.from_json(context.cursor), now.date(), limits
+    )
+    batches = queue_batches(engine, limits, now=now)
+    if found.registered or found.changed or batches:
+        context.log.info(
+            f"listed {found.keys_listed} keys in {len(found.days_listed)} day prefixes: "
+            f"{len(found.registered)} new, {len(found.changed)} changed; {len(batches)} batches"
+        )
+    return SensorResult(run_requests=[run_request(b) for b in batches], cursor=found.cursor.to_json())

@@ -1,0 +1,228 @@
+"""The upload sensor's cursor: no key missed, none processed twice, keys modified later not lost."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from dagster import SensorResult, build_sensor_context
+
+from core.catalog.db import get_engine, upgrade_catalog
+from core.catalog.models import Upload
+from core.imaging import UploadLimits, load_variant_plan
+from core.keys import upload_key
+from core.objectstore.base import ObjectStore, sha256_hex
+from core.objectstore.local import LocalObjectStore
+from core.uploads import (
+    UploadCursor,
+    confirm_upload,
+    discover_uploads,
+    process_uploads,
+    queue_batches,
+    request_upload,
+)
+from orchestration.sensors import UPLOADS_OP, upload_sensor
+from resources.database import PostgresResource
+from resources.object_store import ObjectStoreResource
+from tests.support.variants import jpeg_bytes, photo
+
+PLAN = load_variant_plan()
+TODAY = dt.datetime.now(dt.UTC).date()
+YESTERDAY = TODAY - dt.timedelta(days=1)
+
+
+@pytest.fixture
+def env(database_url: str, tmp_path: Path):
+    upgrade_catalog(database_url)
+    store = LocalObjectStore(tmp_path / "objects", signing_secret="test-secret")
+    resources = {
+        "postgres": PostgresResource(database_url=database_url),
+        "object_store": ObjectStoreResource(local_root=str(store.root), signing_secret="test-secret"),
+    }
+    return get_engine(database_url), store, resources
+
+
+def put(store: ObjectStore, owner: str, upload_id: str, day: dt.date = TODAY, seed: int = 0) -> str:
+    key = upload_key(day, owner, upload_id, "photo.jpg")
+    data = jpeg_bytes(photo(64, 48, seed=seed))
+    store.put_bytes(key, data, sha256=sha256_hex(data), content_type="image/jpeg")
+    return key
+
+
+def tick(resources, cursor: str | None) -> SensorResult:
+    with build_sensor_context(cursor=cursor, resources=resources) as context:
+        result = upload_sensor(context)
+    assert isinstance(result, SensorResult)
+    return result
+
+
+def requested_keys(engine, result: SensorResult) -> list[str]:
+    ids = [i for r in result.run_requests for i in r.run_config["ops"][UPLOADS_OP]["config"]["upload_ids"]]
+    with engine.connect() as conn:
+        return sorted(conn.execute(sa.select(Upload.upload_key).where(Upload.id.in_(ids))).scalars())
+
+
+def run_requested(engine, store, result: SensorResult) -> None:
+    """What the requested runs do: the same core call the processed_uploads asset makes."""
+    for request in result.run_requests:
+        ids = request.run_config["ops"][UPLOADS_OP]["config"]["upload_ids"]
+        process_uploads(engine, store, PLAN, upload_ids=ids, day=dt.date.fromisoformat(request.partition_key))
+
+
+def test_new_keys_are_requested_once_even_when_they_sort_before_seen_keys(env) -> None:
+    engine, store, resources = env
+    first = sorted(put(store, owner, "u1") for owner in ("mallory", "zoe"))
+    result1 = tick(resources, None)
+    assert requested_keys(engine, result1) == first
+    assert {r.partition_key for r in result1.run_requests} == {TODAY.isoformat()}
+    assert all(r.run_key for r in result1.run_requests)
+
+    later = sorted([put(store, "alice", "u2"), put(store, "nina", "u3")])  # sort before/among seen keys
+    result2 = tick(resources, result1.cursor)
+    assert requested_keys(engine, result2) == later
+
+    result3 = tick(resources, result2.cursor)
+    assert result3.run_requests == []  # nothing new: nothing requested twice
+    run_requested(engine, store, result1)
+    run_requested(engine, store, result2)
+    assert tick(resources, result3.cursor).run_requests == []
+    with engine.connect() as conn:
+        statuses = list(conn.execute(sa.select(Upload.status)).scalars())
+    assert statuses == ["processed"] * 4
+
+
+def test_keys_modified_later_are_requested_again_today_and_yesterday(env) -> None:
+    engine, store, resources = env
+    today_key = put(store, "bob", "a1")
+    yesterday_key = put(store, "bob", "b1", day=YESTERDAY)
+    result = tick(resources, None)
+    assert requested_keys(engine, result) == sorted([today_key, yesterday_key])
+    run_requested(engine, store, result)
+    cursor = tick(resources, result.cursor).cursor
+
+    for key, seed in ((today_key, 7), (yesterday_key, 8)):
+        data = jpeg_bytes(photo(80, 60, seed=seed))
+        store.put_bytes(key, data, sha256=sha256_hex(data), content_type="image/jpeg")
+    again = tick(resources, cursor)
+    assert requested_keys(engine, again) == sorted([today_key, yesterday_key])
+    run_requested(engine, store, again)
+    with engine.connect() as conn:
+        rows = {r.upload_key: r for r in conn.execute(sa.select(Upload))}
+    assert rows[today_key].status == "processed" and rows[today_key].size_bytes == store.head(today_key).size
+    assert tick(resources, again.cursor).run_requests == []
+
+
+def test_sensor_lists_only_day_prefixes_since_its_cursor(env) -> None:
+    engine, store, _resources = env
+    old_key = put(store, "carol", "old", day=TODAY - dt.timedelta(days=10))
+    found = discover_uploads(
+        engine, store, UploadCursor(through=YESTERDAY), TODAY, UploadLimits(recheck_days=1)
+    )
+    assert found.days_listed == [YESTERDAY, TODAY]
+    assert old_key not in found.registered
+    assert found.cursor == UploadCursor(through=TODAY)
+
+
+def test_listing_budget_resumes_with_start_after_and_registers_every_key_once(env) -> None:
+    engine, store, _resources = env
+    keys = sorted(put(store, f"owner{i}", f"k{i}", seed=i) for i in range(7))
+    limits = UploadLimits(max_keys_per_tick=3, recheck_days=0)
+    cursor, registered, ticks = UploadCursor(through=TODAY), [], 0
+    while True:
+        found = discover_uploads(engine, store, cursor, TODAY, limits)
+        registered += found.registered
+        cursor, ticks = found.cursor, ticks + 1
+        if cursor.resume_day is None:
+            break
+        assert cursor.resume_after in keys  # resumes after the last key handled
+    assert sorted(registered) == keys and ticks == 3
+    batches = queue_batches(engine, limits)
+    assert sorted(i for b in batches for i in b.upload_ids) == sorted(_ids(engine))
+    assert queue_batches(engine, limits) == []
+
+
+def _ids(engine) -> list[int]:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(Upload.id)).scalars())
+
+
+def test_pending_uploads_wait_for_confirmation_then_are_requested(env) -> None:
+    engine, store, resources = env
+    with engine.begin() as conn:
+        _row_id, key = request_upload(
+            conn, owner_id="dave", filename="x.jpg", declared_mime="image/jpeg", day=TODAY
+        )
+    data = jpeg_bytes(photo(50, 50))
+    store.put_bytes(key, data, sha256=sha256_hex(data), content_type="image/jpeg")
+    result = tick(resources, None)
+    assert result.run_requests == []  # uploaded but never confirmed: left pending for retention
+    with engine.begin() as conn:
+        confirm_upload(conn, key)
+    assert requested_keys(engine, tick(resources, result.cursor)) == [key]
+
+
+def test_a_queued_batch_whose_run_never_started_is_requested_again_with_the_same_run_key(env) -> None:
+    engine, store, _resources = env
+    put(store, "erin", "q1")
+    limits = UploadLimits(requeue_after_minutes=30)
+    discover_uploads(engine, store, UploadCursor(), TODAY, limits)
+    now = dt.datetime.now(dt.UTC)
+    first = queue_batches(engine, limits, now=now)
+    assert queue_batches(engine, limits, now=now + dt.timedelta(minutes=5)) == []
+    again = queue_batches(engine, limits, now=now + dt.timedelta(minutes=31))
+    assert [b.run_key for b in again] == [b.run_key for b in first]
+
+
+def test_cursor_round_trips_as_json() -> None:
+    cursor = UploadCursor(TODAY, YESTERDAY, "uploads/x")
+    assert UploadCursor.from_json(cursor.to_json()) == cursor
+    assert json.loads(cursor.to_json())["through"] == TODAY.isoformat()
+    assert UploadCursor.from_json(None) == UploadCursor()
+
+
+def test_discovery_and_processing_work_on_an_s3_compatible_store(
+    database_url: str, s3_endpoint: str, s3_bucket: str
+) -> None:
+    """Same discovery over S3 (moto's server over HTTP): registers, batches, processes, spots overwrites."""
+    from core.objectstore.s3 import S3ObjectStore
+    from tests.support.services import s3_client
+
+    upgrade_catalog(database_url)
+    engine = get_engine(database_url)
+    store = S3ObjectStore(s3_client(s3_endpoint), s3_bucket, prefix="media")
+    keys = sorted(put(store, owner, "s3") for owner in ("zed", "amy"))
+    found = discover_uploads(engine, store, UploadCursor(), TODAY, PLAN.uploads)
+    assert sorted(found.registered) == keys
+    batches = queue_batches(engine, PLAN.uploads)
+    for batch in batches:
+        process_uploads(engine, store, PLAN, upload_ids=batch.upload_ids)
+    assert discover_uploads(engine, store, found.cursor, TODAY, PLAN.uploads).registered == []
+    data = jpeg_bytes(photo(90, 70, seed=9))  # a different size, so the overwrite shows even at 1 s precision
+    store.put_bytes(keys[0], data, sha256=sha256_hex(data), content_type="image/jpeg")
+    assert discover_uploads(engine, store, found.cursor, TODAY, PLAN.uploads).changed == [keys[0]]
+
+
+def test_definitions_list_the_sensor_jobs_and_checks(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `dagster dev` shows: the upload sensor (STOPPED until turned on), both jobs, the checks."""
+    from dagster import DefaultSensorStatus
+
+    from orchestration.definitions import build_definitions
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("MEDIA_PLATFORM_DATA_DIR", str(tmp_path / "data"))
+    defs = build_definitions()
+    sensor = defs.get_sensor_def("upload_sensor")
+    assert sensor.default_status == DefaultSensorStatus.STOPPED
+    assert sensor.job_name == "process_uploads_job"
+    assert defs.resolve_job_def("variants_job") and defs.resolve_job_def("process_uploads_job")
+    check_names = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
+    assert {
+        "pending_uploads_below_100",
+        "every_original_has_full_variant_set",
+        "failed_variant_rate_below_5_percent",
+    } <= check_names
