@@ -87,6 +87,7 @@ TEMP_TABLES = {
     "_rt_gone_uploads": "upload_id bigint PRIMARY KEY",
     "_rt_cand": "object_id bigint PRIMARY KEY, outcome text",
     "_rt_locked": "object_id bigint PRIMARY KEY",
+    "_rt_gone_rows": "source text, pk text, PRIMARY KEY (source, pk)",
 }
 
 
@@ -457,8 +458,10 @@ class Sweep:
         p = {**self._params(result.policy, reason), **params, "source_name": source.name}
         pk, owner = f's."{source.primary_key}"', f's."{source.owner_column}"'
         if self.dry_run:
+            # A row a dry run already counted (e.g. by the row policy, then by its owner's deletion) once.
             gone = f"""SELECT {pk}::text AS pk, {owner}::text AS owner FROM {source.qualified_table} s
-                       WHERE {where}"""
+                       WHERE ({where}) AND NOT EXISTS (SELECT 1 FROM _rt_gone_rows x
+                                                     WHERE x.source = :source_name AND x.pk = {pk}::text)"""
             rel = f"""SELECT r.id, r.object_id FROM {C}.object_references r JOIN gone g
                       ON r.source_name = :source_name AND r.source_pk = g.pk
                       WHERE r.released_at IS NULL"""
@@ -478,7 +481,8 @@ class Sweep:
                 rel AS ({rel}),
                 x AS (INSERT INTO _rt_released SELECT id FROM rel ON CONFLICT DO NOTHING),
                 c AS (INSERT INTO _rt_cand (object_id) SELECT DISTINCT object_id FROM rel ON CONFLICT DO
-                    NOTHING)
+                    NOTHING),
+                gr AS (INSERT INTO _rt_gone_rows SELECT :source_name, pk FROM gone ON CONFLICT DO NOTHING)
                 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM rel)""",
             **p,
         ).one()
