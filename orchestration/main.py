@@ -132,6 +132,49 @@ STEPS += [
     DemoStep("Restore drill (scratch database + object sample)", "restore_drill_job"),
 ]
 
+#: Retention last, so the dry run sees everything the other steps catalogued; it deletes nothing.
+STEPS += [
+    DemoStep(
+        "Retention sweep for today, DRY RUN (audits what would be deleted, deletes nothing)",
+        "retention_sweep_job",
+        partition_keys=lambda _defs: [today_key()],
+        run_config={"ops": {"retention__sweep": {"config": {"dry_run": True}}}},
+    ),
+]
+
+
+def retention_summary(database_url: str) -> list[str]:
+    """What the latest dry-run sweep would delete, per policy, with a few examples."""
+    from core.catalog.models import CATALOG_SCHEMA as C
+
+    with get_engine(database_url).connect() as conn:
+        run_id = conn.execute(
+            sa.text(f"SELECT run_id FROM {C}.retention_audit WHERE dry_run ORDER BY id DESC LIMIT 1")
+        ).scalar()
+        if run_id is None:
+            return ["  retention (dry run): nothing would be deleted today"]
+        lines = [f"  retention (dry run {run_id[:8]}), nothing deleted; it would:"]
+        for policy, action, target_type, n, size in conn.execute(
+            sa.text(
+                f"""SELECT policy, action, target_type, count(*), coalesce(sum(size_bytes), 0)
+                    FROM {C}.retention_audit WHERE run_id = :r GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
+            ),
+            {"r": run_id},
+        ):
+            lines.append(
+                f"    {policy:<18} {action.replace('would_', ''):<8} {n:>6} {target_type}(s) {mb(size)}"
+            )
+        for policy, target, owner, reason in conn.execute(
+            sa.text(
+                f"""SELECT policy, coalesce(storage_key, target_type || ' ' || target_id), owner_id, reason
+                    FROM {C}.retention_audit WHERE run_id = :r AND action = 'would_delete'
+                    ORDER BY id LIMIT 5"""
+            ),
+            {"r": run_id},
+        ):
+            lines.append(f"      e.g. {target} (owner {owner}; {policy}: {reason})")
+    return lines
+
 
 def latest_check_outcome(instance: DagsterInstance, check_name: str) -> str:
     """'passed', 'FAILED' or 'not run' for the newest evaluation of a backups check."""
@@ -254,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     print(variants_summary(database_url))
     print(backups_line)
     for line in usage_summary_lines(database_url):
+        print(line)
+    for line in retention_summary(database_url):
         print(line)
     print(f"  finished in {time.monotonic() - started:.0f}s; open the UI with ./dev ui")
     return 0 if ok else 1

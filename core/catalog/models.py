@@ -246,7 +246,10 @@ class RetentionAudit(Base):
     dry_run: Mapped[bool] = mapped_column(sa.Boolean)
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
 
-    __table_args__ = (sa.Index("ix_retention_audit_policy_created", "policy", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_retention_audit_policy_created", "policy", "created_at"),
+        sa.Index("ix_retention_audit_owner_action", "owner_id", "action"),
+    )
 
 
 class UsageSnapshot(Base):
@@ -276,6 +279,24 @@ class CostReport(Base):
     price_per_gb_month: Mapped[float] = mapped_column(sa.Double)
     price_source_date: Mapped[date] = mapped_column(sa.Date)
     is_configured_provider: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.false())
+
+
+class RetentionPendingDelete(Base):
+    """A storage key the catalog already marks deleted whose bytes are not yet confirmed gone.
+
+    Written in the same transaction that marks the row deleted; removed once `delete_keys` succeeds, so an
+    interrupted sweep's rerun finishes exactly the deletes that were decided and nothing else.
+    """
+
+    __tablename__ = "retention_pending_deletes"
+
+    storage_key: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    target_type: Mapped[str] = mapped_column(sa.Text)  # object | variant | upload
+    target_id: Mapped[str] = mapped_column(sa.Text)
+    run_id: Mapped[str] = mapped_column(sa.Text)
+    queued_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
+    attempts: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class UsageSummary(Base):
