@@ -16,6 +16,7 @@ an empty local object store:
 
 Prints decoded MB/s of each, the ratios, and each subprocess's peak RSS (ru_maxrss); `--flat-scale`
 also runs the platform on a smaller database to show its peak RSS does not grow with the data.
+Peak RSS is each child's VmHWM (ru_maxrss is inherited across fork+exec on Linux).
 """
 
 from __future__ import annotations
@@ -197,8 +198,19 @@ def child(method: str, url: str, root: str) -> None:
     _STARTED = time.perf_counter()
     decoded = {"seed": run_seed, "floor": run_floor, "platform": run_platform}[method](url, Path(root))
     elapsed = time.perf_counter() - _STARTED
-    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"method": method, "decoded": decoded, "elapsed": elapsed, "rss_mb": rss_kb / 1024}))
+    print(json.dumps({"method": method, "decoded": decoded, "elapsed": elapsed, "rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec, so a
+    child of the (large, data-generating) driver would report the driver's peak instead of its own."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # -- the driver --------------------------------------------------------------------------------------
