@@ -23,6 +23,10 @@ _EXTENSION = re.compile(r"[a-z0-9]{1,8}")
 _RAW_EXTENSION = re.compile(r"[A-Za-z0-9]{1,16}")
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _FALLBACK_SEGMENT = "unnamed"
+#: Every rule of validate_key in one pass, for the common case of a plainly valid (ASCII) key: segments of
+#: allowed characters, none empty, none starting with '.', none over MAX_SEGMENT_LEN.
+_SEGMENT_PATTERN = rf"[A-Za-z0-9_=+-][A-Za-z0-9._=+-]{{0,{MAX_SEGMENT_LEN - 1}}}"
+_VALID_KEY = re.compile(rf"{_SEGMENT_PATTERN}(?:/{_SEGMENT_PATTERN})*")
 
 
 class InvalidKeyError(ValueError):
@@ -55,6 +59,8 @@ def validate_key(key: str) -> str:
     """Return `key` unchanged if it is a safe object key; raise InvalidKeyError saying why otherwise."""
     if not isinstance(key, str):
         raise InvalidKeyError(f"key must be a str, not {type(key).__name__}")
+    if len(key) <= MAX_KEY_BYTES and _VALID_KEY.fullmatch(key):
+        return key  # fast path (hot in sweeps and listings); the checks below only explain refusals
     if key == "":
         raise InvalidKeyError("key is empty")
     size = len(key.encode("utf-8", errors="surrogatepass"))

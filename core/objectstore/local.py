@@ -103,6 +103,13 @@ class LocalObjectStore(ObjectStore):
             raise ObjectStoreError(f"key {key!r} resolves outside the store root; refusing to touch it")
         return resolved
 
+    def _inside_dir(self, directory: Path, base: Path, key: str) -> Path:
+        """Like _inside, for a parent directory (which may be the root itself)."""
+        resolved = directory.resolve()
+        if not resolved.is_relative_to(base):
+            raise ObjectStoreError(f"key {key!r} resolves outside the store root; refusing to touch it")
+        return resolved
+
     def _object_path(self, key: str) -> Path:
         return self._inside(self.root / key, self.root, key)
 
@@ -282,11 +289,19 @@ class LocalObjectStore(ObjectStore):
         for key in batch:  # refuse the whole batch before deleting any of it
             validate_key(key)
         errors: list[tuple[str, str]] = []
+        # Resolving a path costs a syscall per component; keys of a batch share few parent directories,
+        # so each parent is resolved (and checked to be inside its root) once per batch. unlink() on the
+        # final component never follows a symlink, so checking the parent is enough.
+        parents: dict[Path, Path] = {}
         for key in batch:
             try:
-                for path in (self._object_path(key), self._meta_path(key)):
+                for base, relative in ((self.root, key), (self.meta_root, f"{key}.json")):
+                    unresolved = base / relative
+                    parent = parents.get(unresolved.parent)
+                    if parent is None:
+                        parent = parents[unresolved.parent] = self._inside_dir(unresolved.parent, base, key)
                     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                        path.unlink()
+                        (parent / unresolved.name).unlink()
             except (OSError, ObjectStoreError) as exc:
                 errors.append((key, f"{type(exc).__name__}: {exc}"))
         return errors
