@@ -87,12 +87,25 @@ class ObjectStore(ABC):
     def list_objects(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
         """Objects under `prefix` in ascending key order, strictly after `start_after` when given."""
 
-    @abstractmethod
     def delete_keys(self, keys: Iterable[str]) -> list[tuple[str, str]]:
         """Delete keys in batches of at most DELETE_BATCH_SIZE; returns (key, error) for failures.
 
         A key that is already absent counts as deleted, so an interrupted sweep can simply rerun.
         """
+        errors: list[tuple[str, str]] = []
+        batch: list[str] = []
+        for key in keys:
+            batch.append(key)
+            if len(batch) == DELETE_BATCH_SIZE:
+                errors.extend(self._delete_batch(batch))
+                batch = []
+        if batch:
+            errors.extend(self._delete_batch(batch))
+        return errors
+
+    @abstractmethod
+    def _delete_batch(self, batch: list[str]) -> list[tuple[str, str]]:
+        """Delete at most DELETE_BATCH_SIZE keys (one S3 DeleteObjects request); validate all first."""
 
     @abstractmethod
     def signed_url(self, key: str, expires_in_seconds: int = 3600) -> str:

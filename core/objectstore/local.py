@@ -13,14 +13,13 @@ import json
 import os
 import stat as stat_module
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from core.keys import validate_key, validate_prefix
 from core.objectstore.base import (
-    DELETE_BATCH_SIZE,
     ChecksumMismatch,
     ObjectInfo,
     ObjectNotFound,
@@ -272,18 +271,6 @@ class LocalObjectStore(ObjectStore):
             yield self._info(name, stat)
 
     # -- deletes ----------------------------------------------------------------------------------------
-
-    def delete_keys(self, keys: Iterable[str]) -> list[tuple[str, str]]:
-        errors: list[tuple[str, str]] = []
-        batch: list[str] = []
-        for key in keys:
-            batch.append(key)
-            if len(batch) == DELETE_BATCH_SIZE:
-                errors.extend(self._delete_batch(batch))
-                batch = []
-        if batch:
-            errors.extend(self._delete_batch(batch))
-        return errors
 
     def _delete_batch(self, batch: list[str]) -> list[tuple[str, str]]:
         for key in batch:  # refuse the whole batch before deleting any of it

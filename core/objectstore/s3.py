@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -28,7 +28,6 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from core.keys import validate_key, validate_prefix
 from core.objectstore.base import (
-    DELETE_BATCH_SIZE,
     ChecksumMismatch,
     ObjectInfo,
     ObjectNotFound,
@@ -243,19 +242,6 @@ class S3ObjectStore(ObjectStore):
             raise _map_error(exc, "list", prefix) from exc
 
     # -- deletes ----------------------------------------------------------------------------------------
-
-    def delete_keys(self, keys: Iterable[str]) -> list[tuple[str, str]]:
-        """Per-key failures are returned; a failed request raises (transient ones can simply be rerun)."""
-        errors: list[tuple[str, str]] = []
-        batch: list[str] = []
-        for key in keys:
-            batch.append(key)
-            if len(batch) == DELETE_BATCH_SIZE:
-                errors.extend(self._delete_batch(batch))
-                batch = []
-        if batch:
-            errors.extend(self._delete_batch(batch))
-        return errors
 
     def _delete_batch(self, batch: list[str]) -> list[tuple[str, str]]:
         for key in batch:  # refuse the whole batch before deleting any of it
