@@ -6,6 +6,7 @@ catalog); an original is re-rendered only for the specs whose hash changed."""
 import datetime as dt
 
 from dagster import (
+    AllPartitionMapping,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetIn,
@@ -23,7 +24,8 @@ from dagster import (
     op,
 )
 
-from assets.sources import OWNER, legacy_table_key
+from assets.migration import MIGRATED_BLOBS
+from assets.sources import OWNER
 from assets.uploads import GROUP, PROCESSED_UPLOADS_KEY, UPLOAD_DAYS
 from core.imaging import load_variant_plan
 from core.variants import (
@@ -38,11 +40,9 @@ from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
 
 IMAGE_VARIANTS_KEY = AssetKey(["media", "image_variants"])
-#: Where migrated originals come from. The migration capability's asset belongs here once merged; until
-#: then the legacy tables it reads are the nearest upstream in the lineage graph.
-MIGRATED_UPSTREAM = {
-    f"legacy_{t}": legacy_table_key(t) for t in ("stories", "characters", "files", "story_jobs")
-}
+#: Migrated originals come from the migration (partitioned by source); each day's variants depend on
+#: every source partition, hence the AllPartitionMapping on that edge.
+MIGRATED_BLOBS_KEY = AssetKey([MIGRATED_BLOBS])
 
 FULL_VARIANT_SET_CHECK = "every_original_has_full_variant_set"
 FAILED_RATE_CHECK = "failed_variant_rate_below_5_percent"
@@ -63,7 +63,7 @@ def _partition_end(context: OpExecutionContext) -> dt.datetime | None:
 
 
 @op(
-    ins={"after_uploads": In(Nothing), **{name: In(Nothing) for name in MIGRATED_UPSTREAM}},
+    ins={"after_uploads": In(Nothing), "after_migration": In(Nothing)},
     out=DynamicOut(list),
 )
 def plan_variant_batches(context: OpExecutionContext, config: VariantRunConfig, postgres: PostgresResource):
@@ -121,7 +121,9 @@ def summarize_variants(context: OpExecutionContext, results: list) -> Output[Non
     key=IMAGE_VARIANTS_KEY,
     ins={
         "after_uploads": AssetIn(PROCESSED_UPLOADS_KEY, dagster_type=Nothing),
-        **{name: AssetIn(key, dagster_type=Nothing) for name, key in MIGRATED_UPSTREAM.items()},
+        "after_migration": AssetIn(
+            MIGRATED_BLOBS_KEY, dagster_type=Nothing, partition_mapping=AllPartitionMapping()
+        ),
     },
     partitions_def=UPLOAD_DAYS,
     group_name=GROUP,
@@ -133,14 +135,8 @@ def summarize_variants(context: OpExecutionContext, results: list) -> Output[Non
         "missing or stale (spec hash changed) for originals created up to the end of its day."
     ),
 )
-def image_variants(after_uploads, legacy_stories, legacy_characters, legacy_files, legacy_story_jobs):
-    batches = plan_variant_batches(
-        after_uploads=after_uploads,
-        legacy_stories=legacy_stories,
-        legacy_characters=legacy_characters,
-        legacy_files=legacy_files,
-        legacy_story_jobs=legacy_story_jobs,
-    )
+def image_variants(after_uploads, after_migration):
+    batches = plan_variant_batches(after_uploads=after_uploads, after_migration=after_migration)
     return summarize_variants(batches.map(render_variant_batch).collect())
 
 

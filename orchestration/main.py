@@ -64,7 +64,8 @@ def this_month_key() -> str:
     return datetime.now(UTC).date().replace(day=1).isoformat()
 
 
-#: Filled in capability by capability; each step must be idempotent.
+#: The main job, in lineage order; each step is idempotent, so the whole list is safe to run again.
+#: Usage comes last so its snapshot counts what the other steps stored, copied and would delete.
 STEPS: list[DemoStep] = [
     DemoStep("Migration inventory: what the legacy tables hold", "migration_inventory_job"),
     DemoStep("Migrate base64 blobs to object storage", "migration_job", migration_partition_keys),
@@ -74,6 +75,17 @@ STEPS: list[DemoStep] = [
         demo_uploads_then_today,
     ),
     DemoStep("Variants for every migrated and uploaded image", "variants_job", lambda _defs: [today_key()]),
+    DemoStep(
+        "Retention sweep for today, DRY RUN (audits what would be deleted, deletes nothing)",
+        "retention_sweep_job",
+        partition_keys=lambda _defs: [today_key()],
+        run_config={"ops": {"retention__sweep": {"config": {"dry_run": True}}}},
+    ),
+    DemoStep("Back up the database (pg_dump, verified)", "database_backup_job", lambda _defs: [today_key()]),
+    DemoStep("Back up new objects (content-addressed)", "object_backup_job", lambda _defs: [today_key()]),
+    DemoStep("Apply backup retention", "backup_retention_job"),
+    DemoStep("Verify backup bytes", "backup_verification_job"),
+    DemoStep("Restore drill (scratch database + object sample)", "restore_drill_job"),
     DemoStep("Usage snapshot and daily cost report", "usage_daily_job", lambda _defs: [today_key()]),
     DemoStep("Monthly cost report", "usage_monthly_job", lambda _defs: [this_month_key()]),
 ]
@@ -121,26 +133,6 @@ def usage_summary_lines(database_url: str) -> list[str]:
         f" ({h['before_gb']:.3f} GB) vs ${h['now_monthly_usd']:,.4f} now ({h['now_gb']:.3f} GB);"
         f" saving {saving:.0f} %; report under reports/cost/day/{day.isoformat()}/",
     ]
-
-
-# Backups: today's database dump and object copies, retention, byte verification and the restore drill.
-STEPS += [
-    DemoStep("Back up the database (pg_dump, verified)", "database_backup_job", lambda _defs: [today_key()]),
-    DemoStep("Back up new objects (content-addressed)", "object_backup_job", lambda _defs: [today_key()]),
-    DemoStep("Apply backup retention", "backup_retention_job"),
-    DemoStep("Verify backup bytes", "backup_verification_job"),
-    DemoStep("Restore drill (scratch database + object sample)", "restore_drill_job"),
-]
-
-#: Retention last, so the dry run sees everything the other steps catalogued; it deletes nothing.
-STEPS += [
-    DemoStep(
-        "Retention sweep for today, DRY RUN (audits what would be deleted, deletes nothing)",
-        "retention_sweep_job",
-        partition_keys=lambda _defs: [today_key()],
-        run_config={"ops": {"retention__sweep": {"config": {"dry_run": True}}}},
-    ),
-]
 
 
 def retention_summary(database_url: str) -> list[str]:
