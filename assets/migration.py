@@ -10,12 +10,10 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetSelection,
     MaterializeResult,
     MetadataValue,
     StaticPartitionsDefinition,
     asset,
-    define_asset_job,
 )
 
 from assets.sources import OWNER, legacy_table_key
@@ -228,17 +226,4 @@ def migrated_blobs(
     )
 
 
-migration_inventory_job = define_asset_job(
-    "migration_inventory_job",
-    selection=AssetSelection.assets(migration_inventory),
-    description="Measure what the legacy tables hold (read-only).",
-)
-migration_job = define_asset_job(
-    "migration_job",
-    selection=AssetSelection.assets(migrated_blobs),
-    partitions_def=migration_partitions,
-    description="Migrate one source (partition) to object storage, with its checks.",
-)
-
 migration_assets = [migration_inventory, migrated_blobs]
-migration_jobs = [migration_inventory_job, migration_job]

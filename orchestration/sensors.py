@@ -14,25 +14,17 @@ from dagster import (
     RunRequest,
     SensorEvaluationContext,
     SensorResult,
-    define_asset_job,
     sensor,
 )
 
-from assets.uploads import PROCESSED_UPLOADS_KEY, UPLOAD_DAYS
+from assets.uploads import PROCESSED_UPLOADS_KEY
 from core.imaging import load_variant_plan
 from core.uploads import UploadBatch, UploadCursor, discover_uploads, queue_batches
+from orchestration.variants import process_uploads_job
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
 
-PROCESS_UPLOADS_JOB = "process_uploads_job"
 UPLOADS_OP = PROCESSED_UPLOADS_KEY.to_python_identifier()
-
-process_uploads_job = define_asset_job(
-    PROCESS_UPLOADS_JOB,
-    selection=[PROCESSED_UPLOADS_KEY],
-    partitions_def=UPLOAD_DAYS,
-    description="Validate and store one batch of uploads (run config: upload_ids) with their variants.",
-)
 
 
 def batch_run_config(upload_ids: list[int]) -> dict:

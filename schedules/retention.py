@@ -1,19 +1,10 @@
-"""The daily retention sweep job and its schedule (02:30 UTC, the quiet hour of seed 003's cron)."""
+"""The daily retention sweep schedule (02:30 UTC, the quiet hour of seed 003's cron)."""
 
 from __future__ import annotations
 
-from dagster import AssetSelection, build_schedule_from_partitioned_job, define_asset_job
+from dagster import build_schedule_from_partitioned_job
 
-from assets.retention import RETENTION_SWEEP_KEY, retention_partitions
-
-RETENTION_SWEEP_JOB = "retention_sweep_job"
-
-retention_sweep_job = define_asset_job(
-    RETENTION_SWEEP_JOB,
-    selection=AssetSelection.assets(RETENTION_SWEEP_KEY),
-    partitions_def=retention_partitions,
-    description="Run today's retention sweep (set `dry_run: true` in the asset's config to only audit).",
-)
+from orchestration.retention import retention_sweep_job
 
 retention_daily_schedule = build_schedule_from_partitioned_job(
     retention_sweep_job,
