@@ -361,8 +361,21 @@ def test_local_store_refuses_a_key_that_resolves_outside_its_root_through_a_syml
         put(store, "escape/x", b"x")
     with pytest.raises(ObjectStoreError, match="outside the store root"):
         store.get_bytes("escape/x")
-
     assert list(outside.iterdir()) == []
+
+    (outside / "x").write_bytes(b"not the store's")
+    [(key, error)] = store.delete_keys(["escape/x"])
+    assert key == "escape/x" and "outside the store root" in error
+    assert (outside / "x").read_bytes() == b"not the store's"
+
+
+def test_local_store_deletes_through_a_symlink_that_stays_inside_its_root(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "store", signing_secret=SECRET)
+    put(store, "real/x", b"x")
+    (store.root / "alias").symlink_to(store.root / "real", target_is_directory=True)
+
+    assert store.delete_keys(["alias/x", "missing/dir/y"]) == []
+    assert not (store.root / "real" / "x").exists()
 
 
 def test_local_store_needs_a_signing_secret(tmp_path: Path) -> None:

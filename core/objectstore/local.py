@@ -276,22 +276,56 @@ class LocalObjectStore(ObjectStore):
         for key in batch:  # refuse the whole batch before deleting any of it
             validate_key(key)
         errors: list[tuple[str, str]] = []
-        # Resolving a path costs a syscall per component; keys of a batch share few parent directories,
-        # so each parent is resolved (and checked to be inside its root) once per batch. unlink() on the
-        # final component never follows a symlink, so checking the parent is enough.
-        parents: dict[Path, Path] = {}
+        # A sweep deletes ~100k keys spread over ~65k directories, so resolving every parent with
+        # Path.resolve() (an lstat per component plus pathlib parsing) cost more than the unlinks. Instead
+        # each directory on the way is lstat-ed once per batch: a real directory is safe to descend into,
+        # and only a symlink needs resolving to prove it stays inside its tree. unlink() never follows a
+        # symlink in the final component, so checking the parents is enough.
+        directories: dict[str, bool] = {}
+        root = str(self.root)
+        meta_root = str(self.meta_root)
         for key in batch:
             try:
-                for base, relative in ((self.root, key), (self.meta_root, f"{key}.json")):
-                    unresolved = base / relative
-                    parent = parents.get(unresolved.parent)
-                    if parent is None:
-                        parent = parents[unresolved.parent] = self._inside_dir(unresolved.parent, base, key)
-                    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                        (parent / unresolved.name).unlink()
+                for base, relative in ((root, key), (meta_root, f"{key}.json")):
+                    parent, _, name = relative.rpartition("/")
+                    directory = self._checked_directory(base, parent, key, directories)
+                    if directory is not None:
+                        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                            os.unlink(f"{directory}/{name}")
             except (OSError, ObjectStoreError) as exc:
                 errors.append((key, f"{type(exc).__name__}: {exc}"))
         return errors
+
+    @staticmethod
+    def _checked_directory(base: str, relative: str, key: str, known: dict[str, bool]) -> str | None:
+        """`base/relative` if it is a directory that stays inside `base`, None if it does not exist.
+
+        `known` caches the verdict per directory (True: exists, False: absent) across a batch.
+        """
+        path = base
+        if not known.setdefault(base, os.path.isdir(base)):
+            return None
+        for segment in relative.split("/") if relative else ():
+            path = f"{path}/{segment}"
+            state = known.get(path)
+            if state is None:
+                try:
+                    mode = os.lstat(path).st_mode
+                except (FileNotFoundError, NotADirectoryError):
+                    mode = 0
+                if stat_module.S_ISLNK(mode):
+                    resolved = os.path.realpath(path)
+                    if resolved != base and not resolved.startswith(base + "/"):
+                        raise ObjectStoreError(
+                            f"key {key!r} resolves outside the store root; refusing to touch it"
+                        )
+                    state = os.path.isdir(resolved)
+                else:
+                    state = stat_module.S_ISDIR(mode)
+                known[path] = state
+            if not state:
+                return None
+        return path
 
     # -- URLs -------------------------------------------------------------------------------------------
 
