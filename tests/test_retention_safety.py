@@ -53,6 +53,23 @@ def _world(engine: sa.Engine, store: LocalObjectStore) -> list[str]:
         d=days_ago(31),
     )
     add_ref(engine, story_obj, "alice", "stories", 1, json_path="images[0].data")
+    # A soft-deleted owner's image with a variant: deleting the owner cascades to the variant, and the
+    # orphaned-variants policy would see it too; a dry run must list it once, as the real run deletes it once.
+    execute(engine, "INSERT INTO users (id, deleted_at) VALUES ('carol', :d)", d=days_ago(31))
+    carol_obj, key = add_object(engine, store, "soft deleted owner's image")
+    keys.append(key)
+    add_ref(engine, carol_obj, "carol", "characters", 7)
+    carol_thumb = f"variants/cc/dd/{carol_obj:064d}/thumb_150.webp"
+    store.put_bytes(carol_thumb, b"u", sha256=hashlib.sha256(b"u").hexdigest(), content_type="image/webp")
+    keys.append(carol_thumb)
+    execute(
+        engine,
+        f"INSERT INTO {C}.variants (parent_object_id, variant_name, spec_hash, status, "
+        "storage_key, size_bytes) "
+        "VALUES (:p, 'thumb_150', 'h', 'ready', :k, 1)",
+        p=carol_obj,
+        k=carol_thumb,
+    )
     doc, key = add_object(engine, store, "expired document")
     keys.append(key)
     add_ref(engine, doc, "alice", "documents", 5, expires=days_ago(1), origin="document")
@@ -109,7 +126,10 @@ def test_dry_run_changes_nothing_and_its_audit_matches_what_the_real_run_deletes
     dry_audit = audit(engine, "dry")
     assert dry_audit and all(a.dry_run for a in dry_audit)
     assert {a.action for a in dry_audit} == {"would_delete", "would_release", "would_warn"}
-    assert dry.deleted == 5  # orphan, story image, document, its thumbnail, staged upload
+    assert dry.deleted == 7  # orphan, story image, carol's image + thumbnail, document + thumbnail, upload
+    listed = [(a.target_type, a.target_id) for a in dry_audit if a.action == "would_delete"]
+    assert len(listed) == len(set(listed))  # nothing listed twice
+    assert sorted(t for t, _ in listed).count("variant") == 2
 
     real = sweep(engine, store, run_id="real")
 

@@ -85,6 +85,7 @@ TEMP_TABLES = {
     "_rt_released": "ref_id bigint PRIMARY KEY",
     "_rt_gone": "object_id bigint PRIMARY KEY",
     "_rt_gone_uploads": "upload_id bigint PRIMARY KEY",
+    "_rt_gone_variants": "variant_id bigint PRIMARY KEY",
     "_rt_cand": "object_id bigint PRIMARY KEY, outcome text",
     "_rt_locked": "object_id bigint PRIMARY KEY",
     "_rt_gone_rows": "source text, pk text, PRIMARY KEY (source, pk)",
@@ -642,8 +643,11 @@ class Sweep:
         p = self._params(result.policy, reason)
         gone_parent = "(o.status = 'deleted' OR EXISTS (SELECT 1 FROM _rt_gone g WHERE g.object_id = o.id))"
         scope = f"AND o.id IN ({parents_sql})" if parents_sql else ""
+        # A variant a dry run already listed (by an earlier policy's cascade) is not listed again.
+        not_listed = "NOT EXISTS (SELECT 1 FROM _rt_gone_variants gv WHERE gv.variant_id = v.id)"
         base = f"""SELECT v.id FROM {C}.variants v JOIN {C}.stored_objects o ON o.id = v.parent_object_id
-                   WHERE v.status <> 'deleted' AND {gone_parent} {scope} AND NOT {HELD_OBJECT}"""
+                   WHERE v.status <> 'deleted' AND {not_listed} AND {gone_parent} {scope}
+                     AND NOT {HELD_OBJECT}"""
         result.candidates += (
             0
             if parents_sql
@@ -651,14 +655,14 @@ class Sweep:
                 self._exec(
                     f"""SELECT count(*) FROM {C}.variants v JOIN {C}.stored_objects o ON o.id =
                         v.parent_object_id
-                        WHERE v.status <> 'deleted' AND {gone_parent}"""
+                        WHERE v.status <> 'deleted' AND {not_listed} AND {gone_parent}"""
                 ).scalar_one()
             )
         )
         if not parents_sql:
             held = self._exec(
                 f"""SELECT count(*) FROM {C}.variants v JOIN {C}.stored_objects o ON o.id = v.parent_object_id
-                    WHERE v.status <> 'deleted' AND {gone_parent} AND {HELD_OBJECT}"""
+                    WHERE v.status <> 'deleted' AND {not_listed} AND {gone_parent} AND {HELD_OBJECT}"""
             ).scalar_one()
             if held:
                 result.skipped["variant of a held original"] += int(held)
@@ -678,6 +682,7 @@ class Sweep:
             n, size = self._exec(
                 f"""WITH m AS ({changed}),
                     q AS ({queue}),
+                    gv AS (INSERT INTO _rt_gone_variants SELECT id FROM m ON CONFLICT DO NOTHING),
                     a AS (INSERT INTO {C}.retention_audit
                             (run_id, policy, action, target_type, target_id, storage_key, owner_id,
                              size_bytes, reason, dry_run, created_at)
