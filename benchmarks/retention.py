@@ -1,10 +1,11 @@
 """Retention sweep at scale: 1M catalog rows, 100k eligible orphans, against seed 000's per-row loop.
 
-    PYTHONPATH=. python benchmarks/retention.py [--objects 1000000] [--eligible 100000] [--sample 2000]
+    PYTHONPATH=. python benchmarks/retention.py [--store local|s3|both] [--objects 1000000]
+        [--eligible 100000] [--sample 2000]
 
 Builds the catalog with `generate_series` in SQL (1M `stored_objects`, one reference each: live for most,
 released 10 days ago for the eligible orphans, plus 1,000 orphans of an owner under legal hold), writes
-tiny files for the eligible objects into a local object store, then in the same run:
+a 1-byte object for every object a sweep may touch into the object store, then in the same run:
 
 - baseline: seed 000's `cleanupOrphanedImages` shape: one query for the candidates, then per row one
   storage delete and one catalog statement in its own transaction. It runs on `--sample` candidates and
@@ -13,18 +14,29 @@ tiny files for the eligible objects into a local object store, then in the same 
   baseline checks no legal hold and re-checks nothing at delete time; the platform does both.
 - platform: `run_sweep` (every policy enabled) on the remaining eligible objects.
 
-Uses DATABASE_URL if set, else a `retention_bench` database on the embedded server; the object store
-goes in a temporary folder.
+Both run against each store asked for (default both; the catalog is rebuilt for each):
+- `local`: the filesystem store in a temporary folder (the embedded default);
+- `s3`: moto's S3 server in its own process, reached over HTTP through boto3, as the seed's loop reaches
+  R2. The baseline deletes with one `DeleteObject` per row, exactly as the seed's `DeleteObjectCommand`;
+  the platform with `DeleteObjects` (1,000 keys a request). The objects are created through moto's
+  backend before it serves (`benchmarks/s3_seeded_server.py`), because 100k PUTs over HTTP would take
+  longer than the benchmark; every delete measured goes over HTTP.
+
+Uses DATABASE_URL if set, else a `retention_bench` database on the embedded server.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,12 +44,15 @@ import sqlalchemy as sa
 
 from core.catalog.db import get_engine, upgrade_catalog
 from core.catalog.models import CATALOG_SCHEMA as C
+from core.objectstore.base import ObjectStore
 from core.objectstore.local import LocalObjectStore
+from core.objectstore.s3 import S3ObjectStore
 from core.retention.policies import ORPHANED_OBJECTS, parse_retention_config
 from core.retention.sweep import run_sweep
 from core.sources import load_sources_config
 
 HELD = 1000
+BUCKET = "retention-bench"
 
 
 def database_url() -> str:
@@ -95,9 +110,8 @@ def build_catalog(engine: sa.Engine, objects: int, eligible: int) -> None:
         conn.execute(sa.text(f"ANALYZE {C}.stored_objects; ANALYZE {C}.object_references"))
 
 
-def write_files(engine: sa.Engine, root: Path) -> int:
-    """Tiny files for every object without a live reference (the ones a sweep may touch)."""
-    n = 0
+def sweepable_keys(engine: sa.Engine) -> Iterator[str]:
+    """Keys of every object without a live reference (the ones a sweep may touch), streamed."""
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=10_000).execute(
             sa.text(
@@ -106,18 +120,79 @@ def write_files(engine: sa.Engine, root: Path) -> int:
                           NULL)"""
             )
         )
-        made: set[Path] = set()
         for (key,) in result:
-            path = root / key
-            if path.parent not in made:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                made.add(path.parent)
-            path.write_bytes(b"x")
-            n += 1
-    return n
+            yield key
 
 
-def baseline(engine: sa.Engine, store: LocalObjectStore, sample: int) -> tuple[float, float, int]:
+@contextlib.contextmanager
+def local_store(
+    engine: sa.Engine, tmp: Path
+) -> Iterator[tuple[LocalObjectStore, Callable[[str], None], int]]:
+    """A filesystem store holding a 1-byte file per sweepable object; the per-row delete is delete_keys."""
+    store = LocalObjectStore(tmp, signing_secret="bench")
+    made: set[Path] = set()
+    n = 0
+    for key in sweepable_keys(engine):
+        path = tmp / key
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
+        path.write_bytes(b"x")
+        n += 1
+    yield store, lambda key: store.delete_keys([key]), n
+
+
+@contextlib.contextmanager
+def s3_store(engine: sa.Engine, tmp: Path) -> Iterator[tuple[S3ObjectStore, Callable[[str], None], int]]:
+    """moto's S3 server (own process, over HTTP) holding a 1-byte object per sweepable object; the per-row
+    delete is one DeleteObject request, like the seed's DeleteObjectCommand."""
+    import boto3
+
+    keys_file = tmp / "keys.txt"
+    with keys_file.open("w", encoding="utf-8") as out:
+        n = sum(out.write(f"{key}\n") > 0 for key in sweepable_keys(engine))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("s3_seeded_server.py")),
+            "--port",
+            str(port),
+            "--bucket",
+            BUCKET,
+            "--keys-file",
+            str(keys_file),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        if server.stdout.readline().strip() != "ready":
+            raise RuntimeError("the S3 server did not start")
+        client = boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
+        store = S3ObjectStore(client, BUCKET)
+        yield store, lambda key: client.delete_object(Bucket=BUCKET, Key=key), n
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def remaining_objects(store: ObjectStore) -> int:
+    return sum(1 for _ in store.list_objects())
+
+
+def baseline(
+    engine: sa.Engine, delete_one: Callable[[str], None], sample: int
+) -> tuple[float, float, float, int]:
     """Seed 000's loop: select the orphans, then per row delete the object and update the row."""
     started = time.perf_counter()
     with engine.connect() as conn:
@@ -144,7 +219,7 @@ def baseline(engine: sa.Engine, store: LocalObjectStore, sample: int) -> tuple[f
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         for object_id, key in todo:
             t = time.perf_counter()
-            store.delete_keys([key])
+            delete_one(key)
             storage += time.perf_counter() - t
             conn.execute(
                 sa.text(
@@ -156,78 +231,99 @@ def baseline(engine: sa.Engine, store: LocalObjectStore, sample: int) -> tuple[f
     return query_time, per_row, storage / len(todo), len(orphans)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--objects", type=int, default=1_000_000)
-    parser.add_argument("--eligible", type=int, default=100_000)
-    parser.add_argument("--sample", type=int, default=2_000, help="baseline rows actually processed")
-    args = parser.parse_args(argv)
-
-    url = database_url()
-    upgrade_catalog(url)
-    engine = get_engine(url)
+def bench_store(kind: str, engine: sa.Engine, args: argparse.Namespace) -> tuple[float, float, bool]:
+    """Build the catalog, fill the store, run both contenders; returns (baseline s, platform s, ok)."""
     # The baseline consumes `sample` orphans, so build that many more for the platform's 100k.
     eligible_built = args.eligible + args.sample
+    print(f"\n== store: {kind} ==")
     print(f"building catalog: {args.objects:,} objects, {eligible_built:,} eligible orphans, {HELD:,} held")
     started = time.perf_counter()
     build_catalog(engine, args.objects, eligible_built)
     built = time.perf_counter() - started
     with tempfile.TemporaryDirectory(prefix="retention-bench-") as tmp:
-        store = LocalObjectStore(Path(tmp), signing_secret="bench")
         started = time.perf_counter()
-        files = write_files(engine, Path(tmp))
-        print(f"  catalog in {built:.1f}s, {files:,} files in {time.perf_counter() - started:.1f}s")
+        with (local_store if kind == "local" else s3_store)(engine, Path(tmp)) as (store, delete_one, n):
+            print(
+                f"  catalog in {built:.1f}s, {n:,} objects in the store in "
+                f"{time.perf_counter() - started:.1f}s"
+            )
 
-        query_time, per_row, storage_per_row, candidates = baseline(engine, store, args.sample)
-        baseline_total = query_time + per_row * args.eligible
-        baseline_catalog = query_time + (per_row - storage_per_row) * args.eligible
-        print(
-            f"baseline (seed 000 per-row loop): candidate query {query_time:.2f}s for {candidates:,} rows; "
-            f"{per_row * 1000:.2f} ms/row ({storage_per_row * 1000:.2f} ms of it the storage delete) over a "
-            f"{args.sample:,}-row sample -> {baseline_total:.1f}s extrapolated for {args.eligible:,} rows "
-            f"({baseline_catalog:.1f}s of catalog work)"
-        )
+            query_time, per_row, storage_per_row, candidates = baseline(engine, delete_one, args.sample)
+            baseline_total = query_time + per_row * args.eligible
+            baseline_catalog = query_time + (per_row - storage_per_row) * args.eligible
+            print(
+                f"baseline (seed 000 per-row loop): candidate query {query_time:.2f}s for {candidates:,} "
+                f"rows; {per_row * 1000:.2f} ms/row ({storage_per_row * 1000:.2f} ms of it the storage "
+                f"delete) over a {args.sample:,}-row sample -> {baseline_total:.1f}s extrapolated for "
+                f"{args.eligible:,} rows ({baseline_catalog:.1f}s of catalog work)"
+            )
 
-        started = time.perf_counter()
-        report = run_sweep(
-            engine,
-            store,
-            load_sources_config(),
-            parse_retention_config({}),
-            run_id="bench",
-            now=datetime.now(UTC),
-            dry_run=False,
-        )
-        platform = time.perf_counter() - started
-        orphans = report.policies[ORPHANED_OBJECTS]
-        with engine.connect() as conn:
-            held_left = conn.execute(
-                sa.text(
-                    f"""SELECT count(*) FROM {C}.stored_objects o JOIN {C}.object_references r
-                        ON r.object_id = o.id WHERE r.owner_id = 'held-owner' AND o.status = 'verified'"""
-                )
-            ).scalar_one()
-            audited = conn.execute(
-                sa.text(f"SELECT count(*) FROM {C}.retention_audit WHERE run_id = 'bench'")
-            ).scalar_one()
-        remaining_files = sum(len(files) for _, _, files in os.walk(tmp))
+            started = time.perf_counter()
+            report = run_sweep(
+                engine,
+                store,
+                load_sources_config(),
+                parse_retention_config({}),
+                run_id=f"bench-{kind}",
+                now=datetime.now(UTC),
+                dry_run=False,
+            )
+            platform = time.perf_counter() - started
+            orphans = report.policies[ORPHANED_OBJECTS]
+            with engine.connect() as conn:
+                held_left = conn.execute(
+                    sa.text(
+                        f"""SELECT count(*) FROM {C}.stored_objects o JOIN {C}.object_references r
+                            ON r.object_id = o.id WHERE r.owner_id = 'held-owner' AND o.status = 'verified'"""
+                    )
+                ).scalar_one()
+                audited = conn.execute(
+                    sa.text(f"SELECT count(*) FROM {C}.retention_audit WHERE run_id = :r"),
+                    {"r": f"bench-{kind}"},
+                ).scalar_one()
+            left = remaining_objects(store)
+    print(
+        f"platform sweep: {platform:.1f}s; orphaned_objects candidates {orphans.candidates:,}, "
+        f"deleted {orphans.deleted:,}, skipped {dict(orphans.skipped)}; audit rows {audited:,}; "
+        f"held objects kept {held_left:,}/{HELD:,}; objects left in the store {left:,}"
+    )
+    catalog = platform - report.waiting_seconds
+    print(
+        f"  storage delete_keys {report.storage_seconds:.1f}s in a background thread; the sweep's own "
+        f"catalog work {catalog:.1f}s (vs {baseline_catalog:.1f}s per-row: "
+        f"{baseline_catalog / catalog:.1f}x), then {report.waiting_seconds:.1f}s waiting for storage"
+    )
+    print(
+        f"speed-up on {kind}: {baseline_total / platform:.1f}x (target >= 20x); under 60 s: {platform < 60}"
+    )
+    ok = orphans.deleted == args.eligible and held_left == HELD and left == HELD and platform < 60
+    return baseline_total, platform, ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--store", choices=("local", "s3", "both"), default="both")
+    parser.add_argument("--objects", type=int, default=1_000_000)
+    parser.add_argument("--eligible", type=int, default=100_000)
+    parser.add_argument("--sample", type=int, default=2_000, help="baseline rows actually processed")
+    args = parser.parse_args(argv)
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+
+    url = database_url()
+    upgrade_catalog(url)
+    engine = get_engine(url)
+    kinds = ("local", "s3") if args.store == "both" else (args.store,)
+    results = {kind: bench_store(kind, engine, args) for kind in kinds}
+    print("\nsummary (seed-style per-row loop vs platform sweep, 1 eligible object = 1 row):")
+    for kind, (base, ours, ok) in results.items():
         print(
-            f"platform sweep: {platform:.1f}s; orphaned_objects candidates {orphans.candidates:,}, "
-            f"deleted {orphans.deleted:,}, skipped {dict(orphans.skipped)}; audit rows {audited:,}; "
-            f"held objects kept {held_left:,}/{HELD:,}; files left {remaining_files:,}"
+            f"  {kind:<6} baseline {base:8.1f}s  platform {ours:5.1f}s  {base / ours:5.1f}x  "
+            f"checks {'ok' if ok else 'FAILED'}"
         )
-        catalog = platform - report.waiting_seconds
-        print(
-            f"  storage delete_keys {report.storage_seconds:.1f}s in a background thread; the sweep's own "
-            f"catalog work {catalog:.1f}s (vs {baseline_catalog:.1f}s per-row: "
-            f"{baseline_catalog / catalog:.1f}x), then {report.waiting_seconds:.1f}s waiting for storage"
-        )
-        print(f"speed-up: {baseline_total / platform:.1f}x (target >= 20x); under 60 s: {platform < 60}")
-        print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
-        ok = orphans.deleted == args.eligible and held_left == HELD and platform < 60
-    return 0 if ok else 1
+    print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    return 0 if all(ok for _, _, ok in results.values()) else 1
 
 
 if __name__ == "__main__":
