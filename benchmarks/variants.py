@@ -8,8 +8,10 @@ at equal encoder settings from config/variants.yaml (WebP Q/effort, AVIF Q/speed
 both through libaom, metadata stripped). Prints originals/s and ratios for the full set and for the
 three thumbnails alone.
 
-Part 2 (`--scaling`): the variants job on the multiprocess executor (2 processes) vs the in-process
-executor (one process) on an embedded Postgres + local store, same originals, variants cleared between.
+Part 2 (`--scaling`): the variants job on the multiprocess executor (2 processes; step processes spawned,
+and forked from a preloaded forkserver, the job's default) vs the in-process executor (one process) on an
+embedded Postgres + local store, same originals, variants cleared between. Each run's step timeline
+(from its event log) shows where the wall time went.
 
     PYTHONPATH=. python benchmarks/variants.py [--images 24] [--scaling --scaling-images 80]
 """
@@ -140,27 +142,32 @@ def rendering(count: int, rounds: int) -> None:
 # -- part 2: executor scaling ---------------------------------------------------------------------------
 
 
-#: Step processes forked from a server that already imported Dagster, Pillow and the platform code:
-#: a spawned step otherwise spends seconds of CPU re-importing them before rendering anything.
-FORKSERVER = {
-    "forkserver": {
-        "preload_modules": [
-            "dagster",
-            "sqlalchemy",
-            "PIL.Image",
-            "core.imaging",
-            "core.variants",
-            "assets.variants",
-        ]
-    }
-}
-
-
 def variants_job():
     """Reconstructable entry point for the multiprocess executor's child processes."""
     from orchestration.definitions import build_definitions
 
     return build_definitions().resolve_job_def("variants_job")
+
+
+def step_timeline(instance, run_id: str, started: float) -> str:
+    """When each step started and how long it ran, from the run's event log: where the wall time went."""
+    from dagster import DagsterEventType
+
+    begun: dict[str, float] = {}
+    spans: list[str] = []
+    origin = None
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None:
+            continue
+        if origin is None:
+            origin = record.timestamp
+        step = (event.step_key or "").replace("media__image_variants.", "")
+        if event.event_type == DagsterEventType.STEP_START:
+            begun[step] = record.timestamp
+        elif event.event_type == DagsterEventType.STEP_SUCCESS and step in begun:
+            spans.append(f"{step} @{begun[step] - origin:.1f}s for {record.timestamp - begun[step]:.1f}s")
+    return "; ".join(spans)
 
 
 def scaling(count: int) -> None:
@@ -175,6 +182,7 @@ def scaling(count: int) -> None:
     from core.media_types import inspect_media
     from core.objectstore.base import sha256_hex
     from core.objectstore.local import LocalObjectStore
+    from orchestration.variants import FORKSERVER_EXECUTION
 
     work = Path(tempfile.mkdtemp(prefix="bench-variants-"))
     os.environ["MEDIA_PLATFORM_DATA_DIR"] = str(work / "data")
@@ -200,10 +208,10 @@ def scaling(count: int) -> None:
     with DagsterInstance.local_temp(str(work / "dagster")) as instance:
         for label, execution in (
             ("in_process (1 process)", {"in_process": {}}),
-            ("multiprocess (2 processes)", {"multiprocess": {"max_concurrent": 2}}),
+            ("multiprocess, spawn", {"multiprocess": {"max_concurrent": 2}}),
             (
-                "multiprocess + forkserver",
-                {"multiprocess": {"max_concurrent": 2, "start_method": FORKSERVER}},
+                "multiprocess, forkserver (the job's default)",
+                {"multiprocess": {"max_concurrent": 2, **FORKSERVER_EXECUTION["multiprocess"]}},
             ),
         ):
             with engine.begin() as conn:
@@ -225,7 +233,8 @@ def scaling(count: int) -> None:
                     sa.text("SELECT count(*) FROM media_catalog.variants WHERE status IN ('ready','skipped')")
                 ).scalar_one()
             results[label] = elapsed
-            print(f"  {label:<28} {elapsed:6.1f}s  {count / elapsed:5.2f} originals/s  ({ready} variants)")
+            print(f"  {label:<44} {elapsed:6.1f}s  {count / elapsed:5.2f} originals/s  ({ready} variants)")
+            print(f"    {step_timeline(instance, result.run_id, started)}")
     one = next(iter(results.values()))
     print(
         "  speed-up vs in_process: "
