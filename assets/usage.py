@@ -8,9 +8,8 @@ partition, from the figures the run just computed.
 
 import base64
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -37,6 +36,9 @@ from core.usage.snapshot import load_summaries, take_usage_snapshot
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
 
+if TYPE_CHECKING:  # pandas loads only where a report is computed, not in every step process
+    import pandas as pd
+
 GROUP = "usage"
 START_DATE = "2025-01-01"
 
@@ -60,13 +62,13 @@ class CostReportConfig(Config):
     )
 
 
-def _md_table(frame: pd.DataFrame, floatfmt: str = ",.4f") -> MetadataValue:
+def _md_table(frame: "pd.DataFrame", floatfmt: str = ",.4f") -> MetadataValue:
     if frame.empty:
         return MetadataValue.md("_none_")
     return MetadataValue.md(frame.to_markdown(index=False, floatfmt=floatfmt))
 
 
-def _mb(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+def _mb(frame: "pd.DataFrame", columns: list[str]) -> "pd.DataFrame":
     shaped = frame.copy()
     for column in columns:
         shaped[column] = shaped[column].astype(float) / 1e6
@@ -101,6 +103,8 @@ def _mb(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     ],
 )
 def usage_snapshot(context: AssetExecutionContext, postgres: PostgresResource) -> MaterializeResult:
+    import pandas as pd
+
     day = dt.date.fromisoformat(context.partition_key)
     quotas = load_quota_config()
     sources = load_sources_config()

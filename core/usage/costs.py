@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from core.usage.pricing import PriceTable, gb
+
+if TYPE_CHECKING:  # pandas loads only where a report is computed, not in every step process
+    import pandas as pd
 
 PROJECTION_USERS = (10, 100, 1_000, 10_000)
 USAGE_FIELDS = (
@@ -84,6 +85,8 @@ class CostReport:
 def compute_cost_report(
     usage: UsageFigures, prices: PriceTable, period: str, period_start: dt.date
 ) -> CostReport:
+    import pandas as pd
+
     obj, pg = prices.object_storage, prices.postgres
     db_gb = gb(usage.database_bytes)
     obj_gb = gb(usage.object_storage_bytes)

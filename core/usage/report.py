@@ -12,8 +12,8 @@ import datetime as dt
 import html
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import sqlalchemy as sa
 
 from core.catalog.models import CATALOG_SCHEMA
@@ -21,6 +21,9 @@ from core.keys import validate_key
 from core.objectstore.base import ObjectStore, sha256_hex
 from core.usage.costs import CostReport
 from core.usage.pricing import PriceTable
+
+if TYPE_CHECKING:  # pandas loads only where a report is computed, not in every step process
+    import pandas as pd
 
 C = CATALOG_SCHEMA
 
@@ -56,6 +59,8 @@ def write_cost_tables(conn: sa.Connection, report: CostReport) -> None:
 
 def projection_table(report: CostReport) -> pd.DataFrame:
     """Seed 000's cost-by-users table, from measured per-user usage."""
+    import pandas as pd
+
     p = report.projections.pivot(index="users", columns="scenario")
     table = pd.DataFrame(
         {
@@ -120,6 +125,8 @@ def _table_html(frame: pd.DataFrame) -> str:
 
 
 def render_html(report: CostReport, prices: PriceTable, chart_png: bytes) -> str:
+    import pandas as pd
+
     h = report.headline
     prices_frame = pd.DataFrame(
         [
