@@ -221,3 +221,47 @@ def test_variants_asset_materializes_todays_partition_for_migrated_originals(
         "failed_variant_rate_below_5_percent": True,
     }
     assert variant_set_gaps(engine, PLAN) == 0
+
+
+def _variants_job_from_definitions():
+    """Reconstructable entry point: how a run worker loads the job (module scope, no arguments)."""
+    from orchestration.definitions import build_definitions
+
+    return build_definitions().resolve_job_def("variants_job")
+
+
+def test_variants_job_runs_on_its_default_multiprocess_forkserver_executor(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partition's run config (the job's default) forks steps from a preloaded server; the run must
+    succeed with one render step per core and leave every original with its full set."""
+    from dagster import DagsterInstance, execute_job, reconstructable
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("MEDIA_PLATFORM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MEDIA_SIGNING_SECRET", "test-secret")
+    upgrade_catalog(database_url)
+    engine = get_engine(database_url)
+    store = LocalObjectStore(tmp_path / "data" / "objects", signing_secret="test-secret")
+    for i in range(4):
+        seed_original(engine, store, jpeg_bytes(photo(320, 240, seed=i)), source_pk=str(i))
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+
+    (tmp_path / "dagster").mkdir()
+    # What every partition launch (UI, schedule, sensor request, backfill) runs with.
+    run_config = _variants_job_from_definitions().get_run_config_for_partition_key(today)
+    assert "forkserver" in run_config["execution"]["config"]["multiprocess"]["start_method"]
+    with DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
+        result = execute_job(
+            reconstructable(_variants_job_from_definitions),
+            instance=instance,
+            run_config=run_config,
+            tags={"dagster/partition": today},
+        )
+        assert result.success
+        steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
+    assert {s for s in steps if s and "render_variant_batch" in s} == {
+        "media__image_variants.render_variant_batch[batch_0]",
+        "media__image_variants.render_variant_batch[batch_1]",
+    }
+    assert variant_set_gaps(engine, PLAN) == 0
