@@ -114,11 +114,14 @@ variants AS MATERIALIZED (
     FROM {C}.variants v WHERE {_VARIANT_EXISTS}
 ),
 variant_owners AS (
-    -- the distinct live (owner, object) pairs of the objects that have variants: a fraction of `live_refs`
-    SELECT DISTINCT r.owner_id, r.object_id FROM {C}.object_references r
-    JOIN {C}.stored_objects o ON o.id = r.object_id
-    WHERE r.created_at < :end AND (r.released_at IS NULL OR r.released_at >= :end) AND {_OBJECT_EXISTS}
-      AND r.object_id IN (SELECT v.parent_object_id FROM {C}.variants v WHERE {_VARIANT_EXISTS})
+    -- the distinct live (owner, object) pairs of existing objects that have variants: every input is read
+    -- in object order from an index, so the whole pipeline merges instead of hashing
+    SELECT r.object_id, r.owner_id FROM {C}.object_references r
+    WHERE r.created_at < :end AND (r.released_at IS NULL OR r.released_at >= :end)
+      AND r.object_id IN (SELECT v.parent_object_id FROM {C}.variants v
+                          JOIN {C}.stored_objects o ON o.id = v.parent_object_id
+                          WHERE {_VARIANT_EXISTS} AND {_OBJECT_EXISTS})
+    GROUP BY r.object_id, r.owner_id
 ),
 inserted AS (
     INSERT INTO {C}.usage_snapshots (snapshot_date, owner_id, kind, location, bytes, object_count)
