@@ -96,16 +96,17 @@ live_refs AS (
 ),
 owner_kind AS MATERIALIZED (
     -- every existing object with each owner that holds it (orphans once, with a NULL owner). Read from the
-    -- tables rather than from `objects` so the planner has statistics to hash with; OFFSET 0 keeps the
-    -- backup join on the objects alone, so the hash for the reference join holds no SHA-256. Backup
-    -- copies are content-addressed (one per SHA-256): each counts for the owners of that content.
+    -- tables rather than from `objects` so the planner has statistics; OFFSET 0 keeps the backup join on
+    -- the objects alone, and their id order lets them merge with the references as those stream from
+    -- the index (no million-row hash). Backup copies are content-addressed (one per SHA-256): each
+    -- counts for the owners of that content.
     SELECT r.owner_id, o.kind, sum(o.size_bytes) AS bytes, count(*) AS n,
            sum(o.backup_bytes) AS backup_bytes, count(o.backup_bytes) AS backup_n,
            sum(o.size_bytes * r.refs) AS referenced_bytes
     FROM (SELECT o.id, o.kind, o.size_bytes, c.size_bytes AS backup_bytes
           FROM {C}.stored_objects o
           LEFT JOIN {C}.backup_object_copies c ON c.sha256 = o.sha256 AND c.copied_at < :end
-          WHERE {_OBJECT_EXISTS} OFFSET 0) o
+          WHERE {_OBJECT_EXISTS} ORDER BY o.id OFFSET 0) o
     LEFT JOIN live_refs r ON r.object_id = o.id
     GROUP BY r.owner_id, o.kind
 ),
