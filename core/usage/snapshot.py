@@ -77,17 +77,13 @@ WORK_MEM = "256MB"
 #: Planner cost of a page read in index order for the snapshot statement (the default 4 assumes disk).
 RANDOM_PAGE_COST = 1.1
 
-# One statement reads each catalog table once: the existing objects (with their backup copy), the live
-# (owner, object) pairs, the live variants; it inserts the per-owner rows and returns the day's totals.
-# `pairs` keeps every existing object, orphans once with a NULL owner, so the per-owner aggregate also
-# yields the orphan figures and nothing is probed twice.
+# One statement computes the day: the per-owner rows (inserted through a data-modifying CTE) and the
+# platform totals it returns. `owner_kind` keeps every existing object, orphans once with a NULL owner,
+# so one aggregate yields the per-owner originals and backups and the orphan and referenced figures.
+# References are grouped in (object, owner) index order and merged with objects in id order: hash tables
+# over a million rows cost more than the reads themselves.
 _CATALOG_USAGE = f"""
-WITH objects AS MATERIALIZED (
-    SELECT o.id, o.kind, o.size_bytes, o.created_at,
-           ({_OBJECT_EXISTS}) AS present, o.deleted_at < :end AS retention_deleted
-    FROM {C}.stored_objects o
-),
-live_refs AS (
+WITH live_refs AS (
     -- refs: how many references the owner has to the object (one copy each in the legacy rows); grouped
     -- in the order of ix_object_references_object_owner, so it streams from the index without hashing
     SELECT object_id, owner_id, count(*) AS refs FROM {C}.object_references
@@ -96,7 +92,7 @@ live_refs AS (
 ),
 owner_kind AS MATERIALIZED (
     -- every existing object with each owner that holds it (orphans once, with a NULL owner). Read from the
-    -- tables rather than from `objects` so the planner has statistics; OFFSET 0 keeps the backup join on
+    -- tables (not from CTEs) so the planner has statistics; OFFSET 0 keeps the backup join on
     -- the objects alone, and their id order lets them merge with the references as those stream from
     -- the index (no million-row hash). Backup copies are content-addressed (one per SHA-256): each
     -- counts for the owners of that content.
@@ -138,10 +134,10 @@ inserted AS (
     GROUP BY p.owner_id, v.variant_name
 ),
 object_totals AS (
-    SELECT coalesce(sum(size_bytes) FILTER (WHERE present), 0) AS original_bytes,
-           count(*) FILTER (WHERE present) AS original_count,
-           coalesce(sum(size_bytes) FILTER (WHERE retention_deleted), 0) AS deleted_object_bytes
-    FROM objects
+    SELECT coalesce(sum(o.size_bytes) FILTER (WHERE {_OBJECT_EXISTS}), 0) AS original_bytes,
+           count(*) FILTER (WHERE {_OBJECT_EXISTS}) AS original_count,
+           coalesce(sum(o.size_bytes) FILTER (WHERE o.deleted_at < :end), 0) AS deleted_object_bytes
+    FROM {C}.stored_objects o
 ),
 orphans AS (
     SELECT coalesce(sum(bytes) FILTER (WHERE owner_id IS NULL), 0) AS orphan_bytes,
@@ -155,11 +151,13 @@ full_size AS (
     GROUP BY parent_object_id
 ),
 ingest AS (
-    SELECT created_at, size_bytes FROM objects WHERE present AND created_at >= :start
+    SELECT o.created_at, o.size_bytes FROM {C}.stored_objects o
+    WHERE {_OBJECT_EXISTS} AND o.created_at >= :start
     UNION ALL SELECT created_at, size_bytes FROM variants WHERE created_at >= :start
 ),
 largest AS (
-    SELECT id, kind, size_bytes FROM objects WHERE present ORDER BY size_bytes DESC, id LIMIT :n
+    SELECT o.id, o.kind, o.size_bytes FROM {C}.stored_objects o WHERE {_OBJECT_EXISTS}
+    ORDER BY o.size_bytes DESC, o.id LIMIT :n
 )
 SELECT
     (SELECT coalesce(sum(bytes), 0) FROM {C}.usage_snapshots
@@ -169,7 +167,7 @@ SELECT
     (SELECT coalesce(sum(size_bytes), 0) FROM variants) AS variant_bytes,
     (SELECT count(*) FROM variants) AS variant_count,
     (SELECT coalesce(sum(greatest(o.size_bytes - f.size_bytes, 0)), 0)
-        FROM full_size f JOIN objects o ON o.id = f.parent_object_id AND o.present)
+        FROM full_size f JOIN {C}.stored_objects o ON o.id = f.parent_object_id WHERE {_OBJECT_EXISTS})
         AS variant_delivery_saved_bytes,
     b.backup_bytes + p.backup_bytes AS backup_bytes,
     b.backup_count + p.backup_count AS backup_count,
