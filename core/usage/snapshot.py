@@ -151,11 +151,14 @@ full_size AS (
     GROUP BY parent_object_id
 ),
 ingest AS (
+    -- status IN (both statuses) is always true (check constraint) but lets the day's rows be read from
+    -- ix_stored_objects_status_created instead of a scan of every object
     SELECT o.created_at, o.size_bytes FROM {C}.stored_objects o
-    WHERE {_OBJECT_EXISTS} AND o.created_at >= :start
+    WHERE {_OBJECT_EXISTS} AND o.created_at >= :start AND o.status IN ('verified', 'deleted')
     UNION ALL SELECT created_at, size_bytes FROM variants WHERE created_at >= :start
 ),
 largest AS (
+    -- read from the top of ix_stored_objects_size
     SELECT o.id, o.kind, o.size_bytes FROM {C}.stored_objects o WHERE {_OBJECT_EXISTS}
     ORDER BY o.size_bytes DESC, o.id LIMIT :n
 )

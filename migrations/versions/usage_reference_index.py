@@ -1,4 +1,4 @@
-"""usage: an (object, owner) index on object_references so the snapshot groups live references in order
+"""usage: indexes for the snapshot, (object, owner) on object_references and size on stored_objects
 
 Revision ID: 0003_usage_refs
 Revises: 0002_retention
@@ -24,7 +24,11 @@ def upgrade() -> None:
         schema="media_catalog",
         postgresql_include=["created_at", "released_at"],
     )
+    op.create_index(
+        "ix_stored_objects_size", "stored_objects", ["size_bytes"], unique=False, schema="media_catalog"
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_stored_objects_size", table_name="stored_objects", schema="media_catalog")
     op.drop_index("ix_object_references_object_owner", table_name="object_references", schema="media_catalog")
