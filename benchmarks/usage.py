@@ -16,6 +16,7 @@ Prints both times, their ratio, peak RSS after each (the platform runs first, so
 and the verdict against the target (< 10 s for snapshot + cost report over 1M objects).
 
     PYTHONPATH=. python benchmarks/usage.py [--objects 1000000] [--owners 10000] [--database-url URL]
+                                            [--reuse-catalog]
 """
 
 from __future__ import annotations
