@@ -72,76 +72,128 @@ _VARIANT_EXISTS = """
     v.size_bytes IS NOT NULL AND v.created_at < :end
     AND (v.status = 'ready' AND v.deleted_at IS NULL OR v.deleted_at >= :end)
 """
-#: Temporary tables (dropped at commit) holding the day's live (owner, object) pairs and existing objects,
-#: so the references and objects are scanned once instead of once per figure.
-_PAIRS = "usage_live_pairs"
-_OBJECTS = "usage_objects"
-#: Enough memory for the hash aggregates over ~1M rows to stay out of temporary files.
+#: Enough memory for the hash aggregates and the materialised CTEs over ~1M rows to stay in memory.
 WORK_MEM = "256MB"
+#: Planner cost of a page read in index order for the snapshot statement (the default 4 assumes disk).
+RANDOM_PAGE_COST = 1.1
 
-
-def _build_working_tables(conn: sa.Connection, params: dict[str, Any]) -> None:
-    conn.execute(sa.text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
-    for table in (_PAIRS, _OBJECTS):
-        conn.execute(sa.text(f"DROP TABLE IF EXISTS pg_temp.{table}"))
-    conn.execute(
-        sa.text(f"""
-        CREATE TEMP TABLE {_OBJECTS} ON COMMIT DROP AS
-        SELECT o.id, o.kind, o.size_bytes, o.sha256, o.created_at FROM {C}.stored_objects o
-        WHERE {_OBJECT_EXISTS}"""),
-        params,
-    )
-    # refs: how many references the owner has to the object (one copy each in the legacy rows)
-    conn.execute(
-        sa.text(f"""
-        CREATE TEMP TABLE {_PAIRS} ON COMMIT DROP AS
-        SELECT r.owner_id, r.object_id, r.refs, o.kind, o.size_bytes
-        FROM (SELECT owner_id, object_id, count(*) AS refs FROM {C}.object_references
-              WHERE created_at < :end AND (released_at IS NULL OR released_at >= :end)
-              GROUP BY owner_id, object_id) r
-        JOIN {_OBJECTS} o ON o.id = r.object_id"""),
-        params,
-    )
-    # temporary tables have no statistics until analysed; without them the joins get nested-loop plans
-    conn.execute(sa.text(f"ANALYZE {_OBJECTS}"))
-    conn.execute(sa.text(f"ANALYZE {_PAIRS}"))
-
-
-def _insert_catalog_usage(conn: sa.Connection, params: dict[str, Any]) -> None:
-    insert = f"INSERT INTO {C}.usage_snapshots (snapshot_date, owner_id, kind, location, bytes, object_count)"
-    conn.execute(
-        sa.text(f"""{insert}
-            SELECT :day, owner_id, kind, 'originals', sum(size_bytes), count(*)
-            FROM {_PAIRS} GROUP BY owner_id, kind"""),
-        params,
-    )
-    conn.execute(
-        sa.text(f"""{insert}
-            SELECT :day, p.owner_id, v.variant_name, 'variants', sum(v.size_bytes), count(*)
-            FROM {_PAIRS} p JOIN {C}.variants v ON v.parent_object_id = p.object_id
-            WHERE {_VARIANT_EXISTS}
-            GROUP BY p.owner_id, v.variant_name"""),
-        params,
-    )
-    # Backup copies are content-addressed (one per SHA-256); attribute each to the owners of that content.
-    conn.execute(
-        sa.text(f"""{insert}
-            SELECT :day, p.owner_id, p.kind, 'backups', sum(b.size_bytes), count(*)
-            FROM (SELECT o.id, c.size_bytes FROM {_OBJECTS} o
-                  JOIN {C}.backup_object_copies c ON c.sha256 = o.sha256 WHERE c.copied_at < :end) b
-            JOIN {_PAIRS} p ON p.object_id = b.id
-            GROUP BY p.owner_id, p.kind"""),
-        params,
-    )
-    conn.execute(
-        sa.text(f"""{insert}
-            SELECT :day, :platform, 'database_dump', 'backups', coalesce(sum(size_bytes), 0), count(*)
-            FROM {C}.backups
-            WHERE kind = 'database' AND status IN ('complete', 'verified') AND started_at < :end
-              AND (expired_at IS NULL OR expired_at >= :end)
-            HAVING count(*) > 0"""),
-        params,
-    )
+# One statement computes the day: the per-owner rows (inserted through a data-modifying CTE) and the
+# platform totals it returns. `owner_kind` keeps every existing object, orphans once with a NULL owner,
+# so one aggregate yields the per-owner originals and backups and the orphan and referenced figures.
+# References are grouped in (object, owner) index order and merged with objects in id order: hash tables
+# over a million rows cost more than the reads themselves.
+_CATALOG_USAGE = f"""
+WITH live_refs AS (
+    -- refs: how many references the owner has to the object (one copy each in the legacy rows); grouped
+    -- in the order of ix_object_references_object_owner, so it streams from the index without hashing
+    SELECT object_id, owner_id, count(*) AS refs FROM {C}.object_references
+    WHERE created_at < :end AND (released_at IS NULL OR released_at >= :end)
+    GROUP BY object_id, owner_id
+),
+owner_kind AS MATERIALIZED (
+    -- every existing object with each owner that holds it (orphans once, with a NULL owner). Read from the
+    -- tables (not from CTEs) so the planner has statistics; OFFSET 0 keeps the backup join on
+    -- the objects alone, and their id order lets them merge with the references as those stream from
+    -- the index (no million-row hash). Backup copies are content-addressed (one per SHA-256): each
+    -- counts for the owners of that content.
+    SELECT r.owner_id, o.kind, sum(o.size_bytes) AS bytes, count(*) AS n,
+           sum(o.backup_bytes) AS backup_bytes, count(o.backup_bytes) AS backup_n,
+           sum(o.size_bytes * r.refs) AS referenced_bytes
+    FROM (SELECT o.id, o.kind, o.size_bytes, c.size_bytes AS backup_bytes
+          FROM {C}.stored_objects o
+          LEFT JOIN {C}.backup_object_copies c ON c.sha256 = o.sha256 AND c.copied_at < :end
+          WHERE {_OBJECT_EXISTS} ORDER BY o.id OFFSET 0) o
+    LEFT JOIN live_refs r ON r.object_id = o.id
+    GROUP BY r.owner_id, o.kind
+),
+variants AS MATERIALIZED (
+    SELECT v.parent_object_id, v.variant_name, v.size_bytes, v.created_at
+    FROM {C}.variants v WHERE {_VARIANT_EXISTS}
+),
+variant_owners AS (
+    -- the distinct live (owner, object) pairs of existing objects that have variants: every input is read
+    -- in object order from an index, so the whole pipeline merges instead of hashing
+    SELECT r.object_id, r.owner_id FROM {C}.object_references r
+    WHERE r.created_at < :end AND (r.released_at IS NULL OR r.released_at >= :end)
+      AND r.object_id IN (SELECT v.parent_object_id FROM {C}.variants v
+                          JOIN {C}.stored_objects o ON o.id = v.parent_object_id
+                          WHERE {_VARIANT_EXISTS} AND {_OBJECT_EXISTS})
+    GROUP BY r.object_id, r.owner_id
+),
+inserted AS (
+    INSERT INTO {C}.usage_snapshots (snapshot_date, owner_id, kind, location, bytes, object_count)
+    SELECT :day, k.owner_id, k.kind, u.location, u.bytes, u.n
+    FROM owner_kind k
+    CROSS JOIN LATERAL (VALUES ('originals', k.bytes, k.n), ('backups', k.backup_bytes, k.backup_n))
+        AS u(location, bytes, n)
+    WHERE k.owner_id IS NOT NULL AND u.n > 0
+    UNION ALL
+    SELECT :day, p.owner_id, v.variant_name, 'variants', sum(v.size_bytes), count(*)
+    FROM variant_owners p JOIN {C}.variants v ON v.parent_object_id = p.object_id
+    WHERE {_VARIANT_EXISTS}
+    GROUP BY p.owner_id, v.variant_name
+),
+object_totals AS (
+    SELECT coalesce(sum(o.size_bytes) FILTER (WHERE {_OBJECT_EXISTS}), 0) AS original_bytes,
+           count(*) FILTER (WHERE {_OBJECT_EXISTS}) AS original_count,
+           coalesce(sum(o.size_bytes) FILTER (WHERE o.deleted_at < :end), 0) AS deleted_object_bytes
+    FROM {C}.stored_objects o
+),
+orphans AS (
+    SELECT coalesce(sum(bytes) FILTER (WHERE owner_id IS NULL), 0) AS orphan_bytes,
+           coalesce(sum(n) FILTER (WHERE owner_id IS NULL), 0) AS orphan_count,
+           coalesce(sum(referenced_bytes), 0) AS referenced_bytes
+    FROM owner_kind
+),
+full_size AS (
+    SELECT parent_object_id, min(size_bytes) AS size_bytes
+    FROM {C}.variants v WHERE {_VARIANT_EXISTS} AND v.variant_name = ANY(:full_size)
+    GROUP BY parent_object_id
+),
+ingest AS (
+    -- status IN (both statuses) is always true (check constraint) but lets the day's rows be read from
+    -- ix_stored_objects_status_created instead of a scan of every object
+    SELECT o.created_at, o.size_bytes FROM {C}.stored_objects o
+    WHERE {_OBJECT_EXISTS} AND o.created_at >= :start AND o.status IN ('verified', 'deleted')
+    UNION ALL SELECT created_at, size_bytes FROM variants WHERE created_at >= :start
+),
+largest AS (
+    -- read from the top of ix_stored_objects_size
+    SELECT o.id, o.kind, o.size_bytes FROM {C}.stored_objects o WHERE {_OBJECT_EXISTS}
+    ORDER BY o.size_bytes DESC, o.id LIMIT :n
+)
+SELECT
+    (SELECT coalesce(sum(bytes), 0) FROM {C}.usage_snapshots
+        WHERE snapshot_date = :day AND location = 'database') AS database_bytes,
+    t.original_bytes, t.original_count, t.original_bytes - r.orphan_bytes AS live_original_bytes,
+    r.orphan_bytes, r.orphan_count, r.referenced_bytes,
+    (SELECT coalesce(sum(size_bytes), 0) FROM variants) AS variant_bytes,
+    (SELECT count(*) FROM variants) AS variant_count,
+    (SELECT coalesce(sum(greatest(o.size_bytes - f.size_bytes, 0)), 0)
+        FROM full_size f JOIN {C}.stored_objects o ON o.id = f.parent_object_id WHERE {_OBJECT_EXISTS})
+        AS variant_delivery_saved_bytes,
+    b.backup_bytes + p.backup_bytes AS backup_bytes,
+    b.backup_count + p.backup_count AS backup_count,
+    t.deleted_object_bytes
+        + (SELECT coalesce(sum(size_bytes), 0) FROM {C}.variants
+           WHERE deleted_at < :end AND size_bytes IS NOT NULL) AS retention_deleted_bytes,
+    (SELECT coalesce(max(h), 0) FROM (SELECT sum(size_bytes) AS h FROM ingest
+        GROUP BY date_trunc('hour', created_at)) hours) AS peak_hour_bytes,
+    (SELECT coalesce(json_agg(json_build_object(
+                'id', l.id, 'storage_key', s.storage_key, 'kind', l.kind, 'mime_type', s.mime_type,
+                'size_bytes', l.size_bytes,
+                'owner_id', (SELECT min(x.owner_id) FROM {C}.object_references x
+                             WHERE x.object_id = l.id AND x.created_at < :end
+                               AND (x.released_at IS NULL OR x.released_at >= :end)))
+            ORDER BY l.size_bytes DESC, l.id), '[]')
+        FROM largest l JOIN {C}.stored_objects s ON s.id = l.id) AS largest_files
+FROM object_totals t, orphans r,
+    (SELECT coalesce(sum(size_bytes), 0) AS backup_bytes, count(*) AS backup_count
+     FROM {C}.backup_object_copies WHERE copied_at < :end) b,
+    (SELECT coalesce(sum(bytes), 0) AS backup_bytes, coalesce(sum(object_count), 0) AS backup_count
+     FROM {C}.usage_snapshots
+     WHERE snapshot_date = :day AND owner_id = :platform AND location = 'backups') p
+"""
 
 
 def _insert_database_usage(
@@ -175,82 +227,39 @@ def _insert_database_usage(
     return relation_sizes
 
 
-def _summary(
+def _insert_platform_backups(conn: sa.Connection, params: dict[str, Any]) -> None:
+    """The database dumps kept at the end of the day, as the platform's usage."""
+    conn.execute(
+        sa.text(f"""
+            INSERT INTO {C}.usage_snapshots (snapshot_date, owner_id, kind, location, bytes, object_count)
+            SELECT :day, :platform, 'database_dump', 'backups', coalesce(sum(size_bytes), 0), count(*)
+            FROM {C}.backups
+            WHERE kind = 'database' AND status IN ('complete', 'verified') AND started_at < :end
+              AND (expired_at IS NULL OR expired_at >= :end)
+            HAVING count(*) > 0"""),
+        params,
+    )
+
+
+def _insert_catalog_usage(
     conn: sa.Connection, params: dict[str, Any], relation_sizes: dict[str, int], largest: int
 ) -> dict[str, Any]:
-    row = (
+    """Insert the per-owner catalog rows and return the summary (run after the database rows)."""
+    conn.execute(sa.text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+    # the catalog is read whole and is in cache: index order is nearly as cheap as a sequential read
+    conn.execute(sa.text(f"SET LOCAL random_page_cost = {RANDOM_PAGE_COST}"))
+    row = conn.execute(sa.text(_CATALOG_USAGE), {**params, "n": largest}).mappings().one()
+    summary: dict[str, Any] = {k: int(v) for k, v in row.items() if k != "largest_files"}
+    # the per-owner rows inserted by the statement above are visible to the next one
+    summary["owner_count"] = int(
         conn.execute(
-            sa.text(f"""
-        WITH objects AS MATERIALIZED (
-            -- IN (subquery) in the select list runs as one hashed subplan: no DISTINCT, no join
-            SELECT o.size_bytes, o.created_at, o.id IN (SELECT object_id FROM {_PAIRS}) AS referenced
-            FROM {_OBJECTS} o
-        ),
-        object_totals AS (
-            SELECT coalesce(sum(size_bytes), 0) AS original_bytes, count(*) AS original_count,
-                   coalesce(sum(size_bytes) FILTER (WHERE referenced), 0) AS live_original_bytes,
-                   coalesce(sum(size_bytes) FILTER (WHERE NOT referenced), 0) AS orphan_bytes,
-                   count(*) FILTER (WHERE NOT referenced) AS orphan_count
-            FROM objects
-        ),
-        variants AS (
-            SELECT v.parent_object_id, v.variant_name, v.size_bytes, v.created_at
-            FROM {C}.variants v WHERE {_VARIANT_EXISTS}
-        ),
-        full_size AS (
-            SELECT parent_object_id, min(size_bytes) AS size_bytes
-            FROM variants WHERE variant_name = ANY(:full_size) GROUP BY parent_object_id
-        ),
-        ingest AS (
-            SELECT created_at, size_bytes FROM {_OBJECTS} WHERE created_at >= :start
-            UNION ALL SELECT created_at, size_bytes FROM variants WHERE created_at >= :start
-        )
-        SELECT
-            (SELECT coalesce(sum(bytes), 0) FROM {C}.usage_snapshots
-                WHERE snapshot_date = :day AND location = 'database') AS database_bytes,
-            t.original_bytes, t.original_count, t.live_original_bytes, t.orphan_bytes, t.orphan_count,
-            (SELECT coalesce(sum(size_bytes * refs), 0) FROM {_PAIRS}) AS referenced_bytes,
-            (SELECT coalesce(sum(size_bytes), 0) FROM variants) AS variant_bytes,
-            (SELECT count(*) FROM variants) AS variant_count,
-            (SELECT coalesce(sum(greatest(o.size_bytes - f.size_bytes, 0)), 0)
-                FROM full_size f JOIN {_OBJECTS} o ON o.id = f.parent_object_id)
-                AS variant_delivery_saved_bytes,
-            (SELECT coalesce(sum(size_bytes), 0) FROM {C}.backup_object_copies WHERE copied_at < :end)
-                + (SELECT coalesce(sum(bytes), 0) FROM {C}.usage_snapshots
-                   WHERE snapshot_date = :day AND owner_id = :platform AND location = 'backups')
-                AS backup_bytes,
-            (SELECT count(*) FROM {C}.backup_object_copies WHERE copied_at < :end)
-                + (SELECT coalesce(sum(object_count), 0) FROM {C}.usage_snapshots
-                   WHERE snapshot_date = :day AND owner_id = :platform AND location = 'backups')
-                AS backup_count,
-            (SELECT coalesce(sum(size_bytes), 0) FROM {C}.stored_objects WHERE deleted_at < :end)
-                + (SELECT coalesce(sum(size_bytes), 0) FROM {C}.variants
-                   WHERE deleted_at < :end AND size_bytes IS NOT NULL) AS retention_deleted_bytes,
-            (SELECT count(DISTINCT owner_id) FROM {C}.usage_snapshots
-                WHERE snapshot_date = :day AND owner_id NOT IN (:platform, :unowned)) AS owner_count,
-            (SELECT coalesce(max(b), 0) FROM (SELECT sum(size_bytes) AS b FROM ingest
-                GROUP BY date_trunc('hour', created_at)) h) AS peak_hour_bytes
-        FROM object_totals t
-        """),
+            sa.text(f"""SELECT count(DISTINCT owner_id) FROM {C}.usage_snapshots
+                        WHERE snapshot_date = :day AND owner_id NOT IN (:platform, :unowned)"""),
             params,
-        )
-        .mappings()
-        .one()
+        ).scalar_one()
     )
-    summary = {k: int(v) for k, v in row.items()}
     summary["database_relation_bytes"] = sum(relation_sizes.values())
-    files = conn.execute(
-        sa.text(f"""
-            SELECT o.id, s.storage_key, o.kind, s.mime_type, o.size_bytes,
-                   (SELECT min(r.owner_id) FROM {C}.object_references r
-                    WHERE r.object_id = o.id AND r.created_at < :end
-                      AND (r.released_at IS NULL OR r.released_at >= :end)) AS owner_id
-            FROM (SELECT id, kind, size_bytes FROM {_OBJECTS} ORDER BY size_bytes DESC, id LIMIT :n) o
-            JOIN {C}.stored_objects s ON s.id = o.id
-            ORDER BY o.size_bytes DESC, o.id"""),
-        {**params, "n": largest},
-    ).mappings()
-    summary["largest_files"] = [dict(f) for f in files]
+    summary["largest_files"] = list(row["largest_files"])
     return summary
 
 
@@ -332,11 +341,10 @@ def take_usage_snapshot(
     }
     for table in ("usage_snapshots", "owner_quotas", "usage_summaries"):
         conn.execute(sa.text(f"DELETE FROM {C}.{table} WHERE snapshot_date = :day"), {"day": day})
-    _build_working_tables(conn, params)
-    _insert_catalog_usage(conn, params)
     relation_sizes = _insert_database_usage(conn, sources, params)
+    _insert_platform_backups(conn, params)
+    summary = _insert_catalog_usage(conn, params, relation_sizes, quotas.largest_files)
     _insert_quotas(conn, sources, quotas, params)
-    summary = _summary(conn, params, relation_sizes, quotas.largest_files)
 
     previous = _previous(conn, day)
     total = (
