@@ -15,15 +15,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 from core.catalog.models import CATALOG_SCHEMA
 from core.sources import SourcesConfig
 from core.usage.quotas import QuotaConfig
+
+if TYPE_CHECKING:  # pandas loads only where a report is computed, not in every step process
+    import pandas as pd
 
 C = CATALOG_SCHEMA
 #: Owner id for usage that belongs to the platform (database dumps) rather than to an app user.
@@ -364,6 +366,8 @@ def take_usage_snapshot(
         {"snapshot_date": day, **summary},
     )
 
+    import pandas as pd
+
     by_location = pd.read_sql_query(
         sa.text(f"""
             SELECT location, kind, sum(bytes)::bigint AS bytes, sum(object_count)::bigint AS object_count,
@@ -401,6 +405,8 @@ def take_usage_snapshot(
 
 def load_summaries(conn: sa.Connection, first: dt.date, last: dt.date) -> pd.DataFrame:
     """The usage_summaries rows of a date range (inclusive), oldest first."""
+    import pandas as pd
+
     return pd.read_sql_query(
         sa.text(f"""SELECT * FROM {C}.usage_summaries
                     WHERE snapshot_date BETWEEN :first AND :last ORDER BY snapshot_date"""),
