@@ -257,9 +257,21 @@ def measure(method: str, server, template: str, workdir: Path) -> dict[str, Any]
     return result
 
 
-def generate(server, name: str, scale: float) -> int:  # type: ignore[no-untyped-def]
+def generate(server, name: str, scale: float, reuse: bool = False) -> int:  # type: ignore[no-untyped-def]
+    """Fill `name` at `scale`; with `reuse`, keep a complete earlier generation (marked by a comment)."""
     from core.demo.legacy_db import generate_legacy_database
 
+    marker = f"bench scale={scale!r} bytes="
+    if reuse:
+        with admin_engine(server.url()).connect() as conn:
+            comment = conn.execute(
+                sa.text("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = :n"),
+                {"n": name},
+            ).scalar()
+        if comment and comment.startswith(marker):
+            total = int(comment[len(marker) :])
+            print(f"==> reusing {name}: scale {scale}, {total / 1e6:,.0f} MB of legacy tables", flush=True)
+            return total
     recreate(server.url(), name)
     started = time.perf_counter()
     summary = generate_legacy_database(server.url(name), scale=scale)
@@ -268,6 +280,8 @@ def generate(server, name: str, scale: float) -> int:  # type: ignore[no-untyped
         f"{summary.total_blobs} blobs, in {time.perf_counter() - started:.0f} s",
         flush=True,
     )
+    with admin_engine(server.url()).connect() as conn:
+        conn.execute(sa.text(f"COMMENT ON DATABASE \"{name}\" IS '{marker}{summary.total_bytes}'"))
     return summary.total_bytes
 
 
@@ -281,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workdir", default="/tmp/media-migration-bench")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the server and generated databases in --workdir and reuse them on the next run",
+    )
     parser.add_argument("--child", nargs=3, metavar=("METHOD", "URL", "OBJECTS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -291,14 +310,17 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    server = start_embedded_postgres(workdir / "pg", delete_on_exit=True)
+    server = start_embedded_postgres(workdir / "pg", delete_on_exit=not args.reuse)
     print(f"==> embedded PostgreSQL under {workdir}; machine: {os.cpu_count()} cores, shared", flush=True)
-    total = generate(server, "bench_template", args.scale)
-    results = {m: measure(m, server, "bench_template", workdir) for m in args.methods.split(",")}
+    template = f"bench_template_{args.scale:g}".replace(".", "_")
+    total = generate(server, template, args.scale, args.reuse)
+    methods = [m for m in args.methods.split(",") if m]
+    results = {m: measure(m, server, template, workdir) for m in methods}
     flat = None
     if args.flat_scale:
-        small_total = generate(server, "bench_small", args.flat_scale)
-        flat = (small_total, measure("platform", server, "bench_small", workdir))
+        small = f"bench_template_{args.flat_scale:g}".replace(".", "_")
+        small_total = generate(server, small, args.flat_scale, args.reuse)
+        flat = (small_total, measure("platform", server, small, workdir))
 
     print()
     print(f"Results on {total / 1e6:,.0f} MB of legacy tables (decoded MB/s, peak RSS of each process)")
