@@ -8,7 +8,9 @@ Split in two so callers control the ordering that makes "nothing lost" hold:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -38,18 +40,43 @@ def store_verified(store: ObjectStore, data: bytes, sha256: str, info: MediaInfo
     Re-running after a crash at any point is safe: an object already present with the same size and
     checksum is reused; one with a different checksum (a torn earlier write) is overwritten.
     """
+    return _store_verified(
+        store,
+        len(data),
+        sha256,
+        info,
+        lambda key: store.put_bytes(key, data, sha256=sha256, content_type=info.mime_type),
+    )
+
+
+def store_verified_file(
+    store: ObjectStore, path: Path, size: int, sha256: str, info: MediaInfo
+) -> StoredBlob:
+    """`store_verified` for content spooled to a file (a blob too big to hold in memory)."""
+    return _store_verified(
+        store,
+        size,
+        sha256,
+        info,
+        lambda key: store.put_file(key, path, sha256=sha256, content_type=info.mime_type),
+    )
+
+
+def _store_verified(
+    store: ObjectStore, size: int, sha256: str, info: MediaInfo, put: Callable[[str], object]
+) -> StoredBlob:
     key = original_key(sha256, info.extension)
     existing = retry_transient(lambda: store.head(key))
-    if existing is not None and existing.size == len(data) and existing.sha256 == sha256:
-        return StoredBlob(key, sha256, len(data), uploaded=False)
-    retry_transient(lambda: store.put_bytes(key, data, sha256=sha256, content_type=info.mime_type))
+    if existing is not None and existing.size == size and existing.sha256 == sha256:
+        return StoredBlob(key, sha256, size, uploaded=False)
+    retry_transient(lambda: put(key))
     confirmed = retry_transient(lambda: store.head(key))
-    if confirmed is None or confirmed.size != len(data) or confirmed.sha256 != sha256:
+    if confirmed is None or confirmed.size != size or confirmed.sha256 != sha256:
         raise VerificationFailed(
             f"{key}: stored object does not match (size {confirmed.size if confirmed else None} vs "
-            f"{len(data)}, sha256 {confirmed.sha256 if confirmed else None})"
+            f"{size}, sha256 {confirmed.sha256 if confirmed else None})"
         )
-    return StoredBlob(key, sha256, len(data), uploaded=True)
+    return StoredBlob(key, sha256, size, uploaded=True)
 
 
 def upsert_object(conn: sa.Connection, blob: StoredBlob, info: MediaInfo, provider: str) -> int:
@@ -147,6 +174,7 @@ __all__ = [
     "VerificationFailed",
     "record_quarantine",
     "store_verified",
+    "store_verified_file",
     "upsert_object",
     "upsert_reference",
 ]

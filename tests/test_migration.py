@@ -28,6 +28,10 @@ from tests.support.services import s3_client
 
 DECLARED = (("files", "mime_type"),)
 SMALL = MigrationSettings(batch_rows=2, batch_bytes=4096, workers=3, declared_type_columns=DECLARED)
+#: Every row read in slices (core.migration.stream), as rows of tens of MB are in production.
+STREAMED = MigrationSettings(
+    batch_rows=2, batch_bytes=4096, workers=3, declared_type_columns=DECLARED, stream_above_bytes=0
+)
 
 
 def local_store(tmp_path: Path) -> LocalObjectStore:
@@ -231,3 +235,39 @@ def test_an_identifier_that_is_not_plain_is_refused() -> None:
                 "format": "base64",
             }
         )
+
+
+def test_rows_read_in_slices_migrate_like_whole_rows_and_keep_the_rest_of_the_json_byte_for_byte(
+    database_url: str, tmp_path: Path
+) -> None:
+    fixture = create_legacy_tables(database_url)
+    with get_engine(database_url).connect() as conn:
+        original = conn.execute(sa.text("SELECT data FROM stories WHERE id = 1")).scalar_one()
+    store = local_store(tmp_path)
+    stats = migrate_all(database_url, store, STREAMED)
+    assert_fully_migrated(database_url, store, fixture)
+    assert sum(s.blobs_moved for s in stats.values()) == len(fixture.good)
+    assert sum(s.quarantined for s in stats.values()) == len(fixture.bad)
+    assert stats["files"].quarantine_reasons == {"executable": 1, "not_image": 1}
+    with get_engine(database_url).connect() as conn:
+        spliced = conn.execute(sa.text("SELECT data FROM stories WHERE id = 1")).scalar_one()
+    # Only the base64 strings were replaced: everything between them is the app's text, unchanged.
+    doc = json.loads(spliced)
+    expected = original
+    for image in json.loads(original)["images"]:
+        if isinstance(image.get("data"), str):
+            expected = expected.replace(json.dumps(image["data"]), "\x00", 1)
+    assert [piece for piece in expected.split("\x00")] == [piece for piece in _split_references(spliced, doc)]
+    again = migrate_all(database_url, store, STREAMED)
+    assert sum(s.blobs_moved for s in again.values()) == 0
+    assert sum(s.objects_uploaded for s in again.values()) == 0
+    assert sum(s.already_migrated for s in again.values()) == len(fixture.good)
+
+
+def _split_references(text: str, doc: dict[str, object]) -> list[str]:
+    images = doc["images"]
+    assert isinstance(images, list)
+    for image in images:
+        if isinstance(image.get("data"), str):
+            text = text.replace(json.dumps(image["data"]), "\x00", 1)
+    return text.split("\x00")

@@ -30,6 +30,7 @@ class SourceRow:
     xmin: str  # row version: a concurrent app write changes it, which guards the rewrite
     value: str | None  # the column as text (jsonb rendered as text)
     declared_mime: str | None = None  # the app's own type label, when the source has one
+    streamed: bool = False  # too big to fetch whole: `value` is None and the row is read in slices
 
 
 def _q(name: str) -> str:
@@ -103,9 +104,11 @@ def iter_batches(
     max_rows: int = 32,
     max_bytes: int = 32 * 1024 * 1024,
     declared_mime_column: str | None = None,
+    stream_above: int | None = None,
 ) -> Iterator[list[SourceRow]]:
     """Yield consecutive batches of rows with pk > `after`, in pk order, each within the limits
-    (a single row bigger than `max_bytes` is a batch of its own)."""
+    (a single row bigger than `max_bytes` is a batch of its own). Rows whose column is bigger than
+    `stream_above` come without their value (`streamed`), to be read in slices (core.migration.stream)."""
     table, pk = source.qualified_table, _q(source.primary_key)
     keyset = f"{pk} > CAST(:last AS {pk_type})"
     probe_sql = (
@@ -113,7 +116,13 @@ def iter_batches(
         f"{{where}} ORDER BY {pk} LIMIT {PROBE_ROWS}"
     )
     declared = f"{_q(declared_mime_column)}::text" if declared_mime_column else "NULL::text"
-    columns = f"{pk}, {_q(source.owner_column)}, xmin::text, {_value_expr(source)}, {declared}"
+    if stream_above is None:
+        value, streamed = _value_expr(source), "false"
+    else:
+        size = f"coalesce({_size_expr(source)}, 0)"
+        value = f"CASE WHEN {size} <= {int(stream_above)} THEN {_value_expr(source)} END"
+        streamed = f"{size} > {int(stream_above)}"
+    columns = f"{pk}, {_q(source.owner_column)}, xmin::text, {value}, {declared}, {streamed}"
     fetch_sql = sa.text(
         f"SELECT {columns} FROM {table} WHERE {keyset} AND {pk} <= CAST(:upto AS {pk_type}) ORDER BY {pk}"
     )
@@ -129,9 +138,12 @@ def iter_batches(
         while position < len(probe):
             total, end = 0, position
             while end < len(probe) and end - position < max_rows:
-                if end > position and total + int(probe[end][1]) > max_bytes:
+                size = int(probe[end][1])
+                if stream_above is not None and size > stream_above:
+                    size = 0  # fetched without its value
+                if end > position and total + size > max_bytes:
                     break
-                total += int(probe[end][1])
+                total += size
                 end += 1
             upto = probe[end - 1][0]
             with engine.connect() as conn:
@@ -141,7 +153,7 @@ def iter_batches(
                     rows = conn.execute(fetch_sql, {"last": last, "upto": upto}).all()
             last = upto
             position = end
-            batch = [SourceRow(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+            batch = [SourceRow(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
             rows = []  # hold one copy of a batch, never two (rows can be tens of MB each)
             if batch:
                 yield batch
