@@ -18,6 +18,8 @@ from typing import Any
 from core.sources import parse_json_path
 
 _WHITESPACE = re.compile(r"\s+")
+#: What `\s` matches among ASCII characters, for base64 read as bytes.
+_WHITESPACE_ASCII = re.compile(rb"[\t\n\x0b\x0c\r\x1c-\x1f ]+")
 _DATA_URI = re.compile(
     r"data:(?P<mime>[A-Za-z0-9.+-]+/[A-Za-z0-9.+-]+)?(?P<params>(?:;[A-Za-z0-9._-]+=[^;,]*)*)"
     r"(?P<base64>;base64)?,",
@@ -65,21 +67,31 @@ class Base64Decoder:
         self._invalid: tuple[int, str] | None = None  # first non-base64 character and its position
         self._seen_any = False
 
-    def feed(self, text: str) -> bytes:
-        compact = _WHITESPACE.sub("", text)
-        if not compact:
+    def feed(self, text: str | bytes) -> bytes:
+        """Decode the next piece; bytes must be ASCII (a slice of a UTF-8 value that is pure ASCII)."""
+        if isinstance(text, bytes):
+            compact_bytes = _WHITESPACE_ASCII.sub(b"", text)
+            body_bytes = compact_bytes.rstrip(b"=")
+            padding = len(compact_bytes) - len(body_bytes)
+            raw, body = body_bytes, None
+        else:
+            compact = _WHITESPACE.sub("", text)
+            body = compact.rstrip("=")
+            padding = len(compact) - len(body)
+            try:
+                raw = body.encode("ascii")
+            except UnicodeEncodeError:
+                raw = None
+        if not padding and not (raw if raw is not None else body):
             return b""
         self._seen_any = True
         if self._pending_padding:  # more characters after '=': it was not padding
             if self._invalid is None:
                 self._invalid = (self._body_length, "=")
             self._body_length += self._pending_padding
-        body = compact.rstrip("=")
-        self._pending_padding = len(compact) - len(body)
-        try:
-            raw = body.encode("ascii")
-        except UnicodeEncodeError:
-            raw = b""
+        self._pending_padding = padding
+        if raw is None:
+            assert body is not None
             bad = True
             self._standard = self._standard or "+" in body or "/" in body
             self._urlsafe = self._urlsafe or "-" in body or "_" in body
@@ -87,19 +99,26 @@ class Base64Decoder:
             bad = bool(raw.translate(None, _ALPHABET))
             self._standard = self._standard or b"+" in raw or b"/" in raw
             self._urlsafe = self._urlsafe or b"-" in raw or b"_" in raw
+        length = len(raw) if raw is not None else len(body or "")
         if bad and self._invalid is None:
+            chars = body if body is not None else raw.decode("ascii")  # type: ignore[union-attr]
             position, char = next(
-                (i, c) for i, c in enumerate(body) if not (c.isascii() and (c.isalnum() or c in "+/-_"))
+                (i, c) for i, c in enumerate(chars) if not (c.isascii() and (c.isalnum() or c in "+/-_"))
             )
             self._invalid = (self._body_length + position, char)
-        self._body_length += len(body)
+        self._body_length += length
         if self._invalid is not None:
             self._carry = b""
             return b""  # refused at finish(); only keep counting, for the same reason as a whole decode
-        data = self._carry + raw.translate(_TO_STANDARD) if self._urlsafe else self._carry + raw
+        assert raw is not None
+        if self._urlsafe:
+            raw = raw.translate(_TO_STANDARD)
+        data = self._carry + raw if self._carry else raw
         cut = len(data) - len(data) % 4
         self._carry = data[cut:]
-        return binascii.a2b_base64(data[:cut]) if cut else b""
+        if not cut:
+            return b""
+        return binascii.a2b_base64(memoryview(data)[:cut] if cut < len(data) else data)
 
     def finish(self) -> bytes:
         """The last bytes, or CorruptBase64 for the whole value (checks in decode_base64's order)."""

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from core.catalog.db import get_engine
 from core.migration.engine import MigrationSettings, migrate_source
+from core.migration.scan import iter_batches
 from core.objectstore.base import ObjectStore, TransientStorageError
 from core.objectstore.local import LocalObjectStore
 from core.objectstore.s3 import S3ObjectStore
@@ -271,3 +272,28 @@ def _split_references(text: str, doc: dict[str, object]) -> list[str]:
         if isinstance(image.get("data"), str):
             text = text.replace(json.dumps(image["data"]), "\x00", 1)
     return text.split("\x00")
+
+
+def test_batches_follow_numeric_key_order_and_stay_within_the_byte_limit(database_url: str) -> None:
+    """Keys 1..30 as numbers, not as text ('10' < '9'): each batch holds at most 2 rows of 1000 bytes."""
+    engine = get_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE blobs (id integer PRIMARY KEY, owner integer, b64 text)"))
+        conn.execute(
+            sa.text("INSERT INTO blobs SELECT g, 1, repeat('QUJD', 250) FROM generate_series(1, 30) g")
+        )
+    source = parse_source(
+        {
+            "name": "blobs",
+            "table": "blobs",
+            "primary_key": "id",
+            "owner_column": "owner",
+            "column": "b64",
+            "format": "base64",
+            "accept": "any",
+            "reference": "key",
+        }
+    )
+    batches = [[row.pk for row in batch] for batch in iter_batches(engine, source, "integer", max_bytes=2500)]
+    assert [pk for batch in batches for pk in batch] == list(range(1, 31))
+    assert all(len(batch) <= 2 for batch in batches)

@@ -192,7 +192,9 @@ def process_streamed_text(
     neither the text nor the bytes are ever whole in memory. RowChanged if the row changes meanwhile."""
     slices = text_slices(read_slices(engine, source, row.pk, row.xmin))
     try:
-        first = next(slices, "")
+        head = next(slices, "")
+        first = head.decode("ascii") if isinstance(head, bytes) else head
+        del head
         length = len(first)
         if is_reference(first):
             return _AlreadyMigrated()
@@ -236,8 +238,7 @@ def process_streamed_text(
             if data is not None:
                 blob = store_verified(store, data, sha256, info)
             else:
-                assert spool.path is not None
-                blob = store_verified_file(store, spool.path, spool.size, sha256, info)
+                blob = store_verified_file(store, spool.file_path(), spool.size, sha256, info)
             return _Stored("", blob, info, length)
     finally:
         slices.close()

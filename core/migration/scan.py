@@ -112,7 +112,9 @@ def iter_batches(
     table, pk = source.qualified_table, _q(source.primary_key)
     keyset = f"{pk} > CAST(:last AS {pk_type})"
     probe_sql = (
-        f"SELECT {pk}::text, coalesce({_size_expr(source)}, 0) FROM {table} "
+        # The alias matters: ORDER BY a bare output name sorts by the output column, i.e. by the pk as
+        # *text* ('10' < '9'), which planned batches over the wrong rows and sizes.
+        f"SELECT {pk}::text AS pk_text, coalesce({_size_expr(source)}, 0) FROM {table} "
         f"{{where}} ORDER BY {pk} LIMIT {PROBE_ROWS}"
     )
     declared = f"{_q(declared_mime_column)}::text" if declared_mime_column else "NULL::text"

@@ -148,6 +148,12 @@ class Spool:
             return None
         return self._buffer.getvalue()
 
+    def file_path(self) -> Path:
+        """The temporary file holding the bytes, flushed (only when `in_memory` is None)."""
+        assert self._file is not None and self.path is not None
+        self._file.flush()
+        return self.path
+
     def open(self) -> BinaryIO:
         """A fresh reader over the bytes (for the image header check)."""
         if self._buffer is not None:
