@@ -25,7 +25,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -298,14 +297,16 @@ class _Reader:
         return token
 
 
-_CONTROL = re.compile(rb"[\x00-\x1f]")
+#: Control characters, which a JSON string may not hold raw (checked with translate: a regex scan of
+#: megabytes of base64 is 30x slower).
+_CONTROL = bytes(range(0x20))
 
 Steps = tuple[tuple[str, str], ...]
 
 
 def _unescape(raw: bytes) -> str:
     """A JSON string's raw content to its text (fast when there is nothing to unescape)."""
-    if b"\\" not in raw and not _CONTROL.search(raw):
+    if b"\\" not in raw and len(raw.translate(None, _CONTROL)) == len(raw):
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
