@@ -51,7 +51,16 @@ from core.migration.memory import limit_heap_fragmentation
 from core.migration.references import is_reference, make_reference
 from core.migration.scan import SourceRow, UnreadableRow, dump_document, iter_batches, parse_row
 from core.migration.scan import validate_source as validate_source
-from core.migration.stream import BadJson, RowChanged, Spool, read_slices, scan_json, splice_sql, text_slices
+from core.migration.stream import (
+    BadJson,
+    RowChanged,
+    Skeleton,
+    Spool,
+    read_slices,
+    scan_json,
+    splice_sql,
+    text_slices,
+)
 from core.objectstore.base import ObjectStore
 from core.sources import BlobSource
 
@@ -244,6 +253,31 @@ def process_streamed_text(
         slices.close()
 
 
+@dataclass
+class _StreamedDoc:
+    """Where a streamed JSON row's strings are: byte spans of the blobs, the paths of all wanted strings
+    (holes) in document order, and the bytes around them when they were small enough to keep."""
+
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+    holes: list[str] = field(default_factory=list)
+    skeleton: Skeleton = field(default_factory=Skeleton)
+
+    def rebuild(self, replacements: list[tuple[str, str]]) -> str | None:
+        """The new document when every hole gets a reference (else None: splice on the server)."""
+        references = dict(replacements)
+        if not self.skeleton.complete or set(references) != set(self.holes):
+            return None
+        if len(self.holes) != len(self.skeleton.segments) - 1:
+            return None
+        values = [json.dumps(references[path], ensure_ascii=False).encode("utf-8") for path in self.holes]
+        return self.skeleton.fill(values).decode("utf-8")
+
+
+#: A row between reading and commit: (row identity, parsed document, futures, refusals, where a streamed
+#: JSON row's strings are, whether the row changed while it was read).
+_Planned = tuple[SourceRow, Any, "list[Future[Any]]", "list[_Refused]", "_StreamedDoc | None", bool]
+
+
 class _ByteBudget:
     """At most `limit` bytes of base64 text handed out and not yet processed (a bigger single value
     waits until nothing else is in flight)."""
@@ -389,15 +423,18 @@ class SourceMigrator:
 
     def _plan_streamed_json(
         self, pool: ThreadPoolExecutor, row: SourceRow
-    ) -> tuple[list[Future[Any]], list[_Refused], dict[str, tuple[int, int]], bool]:
-        """Read a big JSON row in slices, submitting each blob as it passes; (futures, refusals, byte
-        spans by path, whether the row changed under us)."""
+    ) -> tuple[list[Future[Any]], list[_Refused], _StreamedDoc, bool]:
+        """Read a big JSON row in slices, submitting each blob as it passes; (futures, refusals, where
+        the blobs are in the document, whether the row changed under us)."""
         futures: list[Future[Any]] = []
         refused: list[_Refused] = []
-        spans: dict[str, tuple[int, int]] = {}
+        streamed = _StreamedDoc()
+        spans = streamed.spans
         chunks = read_slices(self.engine, self.source, row.pk, row.xmin)
         try:
-            for found in scan_json(chunks, self.source.json_paths):
+            for found in scan_json(chunks, self.source.json_paths, streamed.skeleton):
+                if found.type_name == "str":
+                    streamed.holes.append(found.path)
                 if found.type_name != "str":
                     reason = f"expected base64 text, found JSON {found.type_name}"
                     refused.append(_Refused(found.path, "not_text", reason))
@@ -409,29 +446,26 @@ class SourceMigrator:
                 futures.append(self._submit(pool, found.value, found.path, row))
                 del found
         except RowChanged:
-            return futures, [], {}, True
+            return futures, [], _StreamedDoc(), True
         except BadJson as exc:
             # Nothing of this row is rewritten; objects already stored stay content-addressed.
-            return futures, [_Refused("", "unreadable_json", f"column is not valid JSON: {exc}")], {}, False
+            unreadable = _Refused("", "unreadable_json", f"column is not valid JSON: {exc}")
+            return futures, [unreadable], _StreamedDoc(), False
         finally:
             chunks.close()
-        return futures, refused, spans, False
+        return futures, refused, streamed, False
 
     def _run_batch(self, pool: ThreadPoolExecutor, batch: list[SourceRow]) -> None:
-        planned: list[
-            tuple[SourceRow, Any, list[Future[Any]], list[_Refused], dict[str, tuple[int, int]] | None, bool]
-        ] = []
+        planned: list[_Planned] = []
         json_source = self.source.format in ("json_text", "jsonb")
         for row in batch:
             futures: list[Future[Any]] = []
             refused: list[_Refused] = []
-            spans: dict[str, tuple[int, int]] | None = None
-            changed = False
             if row.streamed and json_source:
-                futures, refused, spans, changed = self._plan_streamed_json(pool, row)
-                if not spans and not changed and refused and refused[-1].code == "unreadable_json":
+                futures, refused, streamed, changed = self._plan_streamed_json(pool, row)
+                if not changed and refused and refused[-1].code == "unreadable_json":
                     futures = []  # outcomes are not used: the row is quarantined whole
-                planned.append((row, None, futures, refused, spans, changed))
+                planned.append((row, None, futures, refused, streamed, changed))
                 continue
             if row.streamed:
                 futures.append(pool.submit(self._process_streamed, row))
@@ -454,7 +488,7 @@ class SourceMigrator:
         batch.clear()
         row = doc = candidates = candidate = None  # type: ignore[assignment]  # drop the last row's text
         while planned:
-            row, doc, futures, refused, spans, changed = planned.pop(0)
+            row, doc, futures, refused, streamed, changed = planned.pop(0)
             outcomes = [f.result() for f in futures]  # a storage failure after retries ends the run here
             self.stats.already_migrated += sum(isinstance(o, _AlreadyMigrated) for o in outcomes)
             if changed or any(isinstance(o, _Changed) for o in outcomes):
@@ -465,7 +499,7 @@ class SourceMigrator:
                 doc,
                 [o for o in outcomes if isinstance(o, _Stored)],
                 refused + [o for o in outcomes if isinstance(o, _Refused)],
-                spans,
+                streamed,
             )
 
     def _commit_row(
@@ -474,7 +508,7 @@ class SourceMigrator:
         doc: Any,
         stored: list[_Stored],
         refused: list[_Refused],
-        spans: dict[str, tuple[int, int]] | None = None,
+        streamed: _StreamedDoc | None = None,
     ) -> None:
         if not stored and not refused:
             return
@@ -524,7 +558,10 @@ class SourceMigrator:
                         run_id=self.run_id,
                     )
                 if replacements:
-                    if spans is not None:  # a streamed JSON row: splice the references in on the server
+                    whole = streamed.rebuild(replacements) if streamed is not None else None
+                    if streamed is not None and whole is None:
+                        # A streamed JSON row whose other bytes were not kept: splice on the server.
+                        spans = streamed.spans
                         edits = sorted((spans[path], reference) for path, reference in replacements)
                         params: dict[str, Any] = {
                             f"r{i}": json.dumps(reference, ensure_ascii=False).encode("utf-8")
@@ -532,7 +569,9 @@ class SourceMigrator:
                         }
                         statement = splice_sql(source, [span for span, _reference in edits])
                     else:
-                        if doc is None:
+                        if whole is not None:
+                            new_value = whole
+                        elif doc is None:
                             new_value = replacements[0][1]
                         else:
                             for path, reference in replacements:

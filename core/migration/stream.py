@@ -27,7 +27,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -42,6 +42,9 @@ SPOOL_MEMORY_BYTES = 4 * 1024 * 1024
 #: Trailer kept for the truncation checks (JPEG/PNG/GIF end markers).
 TAIL_BYTES = 64 * 1024
 HEAD_BYTES = 64
+#: The bytes around the blobs of one JSON row are kept (to write the new row without re-reading it)
+#: up to this size; past it the rewrite splices on the server instead.
+SKELETON_LIMIT_BYTES = 4 * 1024 * 1024
 
 
 class RowChanged(Exception):
@@ -209,18 +212,72 @@ def _pattern_steps(pattern: str) -> tuple[tuple[str, str], ...]:
     return tuple(steps)
 
 
-class _Reader:
-    """Bytes pulled from slices on demand; `offset` is the position in the whole document."""
+@dataclass
+class Skeleton:
+    """The document's bytes outside the wanted strings: `segments[i]` precedes hole i, the last one
+    follows the last hole. `complete` is False when it grew past its limit (then it is not kept)."""
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
+    limit: int = SKELETON_LIMIT_BYTES
+    segments: list[list[bytes]] = field(default_factory=lambda: [[]])
+    size: int = 0
+    complete: bool = True
+
+    def add(self, piece: bytes) -> None:
+        if not self.complete or not piece:
+            return
+        self.size += len(piece)
+        if self.size > self.limit:
+            self.complete, self.segments = False, [[]]
+            return
+        self.segments[-1].append(piece)
+
+    def hole(self) -> None:
+        if self.complete:
+            self.segments.append([])
+
+    def fill(self, values: list[bytes]) -> bytes:
+        """The document with hole i replaced by values[i]."""
+        assert self.complete and len(values) == len(self.segments) - 1
+        out: list[bytes] = []
+        for i, segment in enumerate(self.segments):
+            out.extend(segment)
+            if i < len(values):
+                out.append(values[i])
+        return b"".join(out)
+
+
+class _Reader:
+    """Bytes pulled from slices on demand; `offset` is the position in the whole document. Bytes
+    outside holes (the wanted strings) are copied to `skeleton` before they are dropped."""
+
+    def __init__(self, chunks: Iterator[bytes], skeleton: Skeleton | None = None) -> None:
         self._chunks = chunks
         self.buf = b""
         self.pos = 0
         self._base = 0
+        self._skeleton = skeleton
+        self._kept = 0  # document offset up to which the skeleton has the bytes
+        self._in_hole = False
 
     @property
     def offset(self) -> int:
         return self._base + self.pos
+
+    def keep_until(self, offset: int) -> None:
+        if self._skeleton is None or self._in_hole or offset <= self._kept:
+            return
+        self._skeleton.add(self.buf[self._kept - self._base : offset - self._base])
+        self._kept = offset
+
+    def begin_hole(self, offset: int) -> None:
+        self.keep_until(offset)
+        self._in_hole = True
+        if self._skeleton is not None:
+            self._skeleton.hole()
+
+    def end_hole(self, offset: int) -> None:
+        self._in_hole = False
+        self._kept = offset
 
     def more(self, keep_from: int | None = None) -> bool:
         """Append the next slice, dropping what is before `keep_from` (default: the current position)."""
@@ -228,6 +285,7 @@ class _Reader:
         if chunk is None:
             return False
         cut = self.pos if keep_from is None else keep_from
+        self.keep_until(self._base + cut)
         self.buf = self.buf[cut:] + chunk
         self._base += cut
         self.pos -= cut
@@ -344,12 +402,14 @@ def _path_text(steps: Steps) -> str:
     return text
 
 
-def scan_json(chunks: Iterator[bytes], patterns: tuple[str, ...]) -> Iterator[FoundValue]:
+def scan_json(
+    chunks: Iterator[bytes], patterns: tuple[str, ...], skeleton: Skeleton | None = None
+) -> Iterator[FoundValue]:
     """Yield every value at one of `patterns` (`images[*].data`, `cover`) in document order; BadJson
-    when the text is not JSON (possibly after some values were yielded). Strings outside the patterns
-    are skipped without being kept."""
+    when the text is not JSON (possibly after some values were yielded). With `skeleton`, the bytes
+    around the wanted strings are collected (one hole per yielded string, in order)."""
     wanted = [_pattern_steps(p) for p in patterns]
-    reader = _Reader(chunks)
+    reader = _Reader(chunks, skeleton)
 
     def lead_somewhere(steps: Steps) -> tuple[bool, bool]:
         """(is a wanted value, may contain wanted values)."""
@@ -368,10 +428,14 @@ def scan_json(chunks: Iterator[bytes], patterns: tuple[str, ...]) -> Iterator[Fo
         hit, inside = lead_somewhere(steps) if steps is not None else (False, False)
         hit = hit and bool(steps)
         if char == 0x22:  # "
-            raw = reader.string(keep=hit)
-            if hit:
-                assert steps is not None
-                yield FoundValue(_path_text(steps), _unescape(raw), "str", start, reader.offset)
+            if not hit:
+                reader.string(keep=False)
+                return
+            assert steps is not None
+            reader.begin_hole(start)
+            raw = reader.string(keep=True)
+            reader.end_hole(reader.offset)
+            yield FoundValue(_path_text(steps), _unescape(raw), "str", start, reader.offset)
             return
         if char == 0x7B:  # {
             reader.pos += 1
@@ -425,6 +489,7 @@ def scan_json(chunks: Iterator[bytes], patterns: tuple[str, ...]) -> Iterator[Fo
     yield from value(())
     if reader.peek() != -1:
         raise BadJson(f"extra data at byte {reader.offset}")
+    reader.keep_until(reader.offset)
 
 
 def splice_sql(source: BlobSource, spans: list[tuple[int, int]]) -> str:
