@@ -15,7 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from core.catalog.models import ObjectReference, QuarantineRecord, StoredObject
+from core.catalog.models import ObjectReference, QuarantineRecord, RetentionPendingDelete, StoredObject
 from core.keys import original_key
 from core.media_types import MediaInfo
 from core.objectstore.base import ChecksumMismatch, ObjectStore, ObjectStoreError
@@ -24,6 +24,10 @@ from core.objectstore.retry import retry_transient
 
 class VerificationFailed(ObjectStoreError):
     """The stored object does not match what was written; the source must not be rewritten."""
+
+
+class ObjectVanished(VerificationFailed):
+    """Retention deleted the object between `store_verified` and `upsert_object`: upload it again."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,26 @@ def _store_verified(
     return StoredBlob(key, sha256, size, uploaded=True)
 
 
-def upsert_object(conn: sa.Connection, blob: StoredBlob, info: MediaInfo, provider: str) -> int:
-    """The catalog row for this content (one per SHA-256); revives it if retention had deleted it."""
+def upsert_object(
+    conn: sa.Connection, blob: StoredBlob, info: MediaInfo, provider: str, *, store: ObjectStore
+) -> int:
+    """The catalog row for this content (one per SHA-256); revives it if retention had deleted it.
+
+    Reviving is only safe if the bytes are still there: retention may have marked the row deleted and
+    purged the key after `store_verified` confirmed it. So, inside the caller's transaction: take this
+    key off the purge queue (waiting for a purge that holds it to finish, and keeping any later one
+    away), lock the catalog row, and if it is not `verified`, confirm the object again; if it is gone,
+    raise ObjectVanished (the transaction rolls back, nothing points at missing bytes) so the caller
+    uploads again.
+    """
+    conn.execute(sa.delete(RetentionPendingDelete).where(RetentionPendingDelete.storage_key == blob.key))
+    status = conn.execute(
+        sa.select(StoredObject.status).where(StoredObject.sha256 == blob.sha256).with_for_update()
+    ).scalar()
+    if status is not None and status != "verified":
+        found = retry_transient(lambda: store.head(blob.key))
+        if found is None or found.size != blob.size or found.sha256 != blob.sha256:
+            raise ObjectVanished(f"{blob.key}: deleted by retention after it was verified; upload it again")
     stmt = (
         insert(StoredObject)
         .values(
@@ -170,6 +192,7 @@ def record_quarantine(
 
 __all__ = [
     "ChecksumMismatch",
+    "ObjectVanished",
     "StoredBlob",
     "VerificationFailed",
     "record_quarantine",

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from core.catalog.db import get_engine
+from core.catalog.db import get_engine, upgrade_catalog
+from core.ingest import store_verified, upsert_object
+from core.media_types import inspect_media
 from core.migration.engine import MigrationSettings, migrate_source
 from core.migration.scan import iter_batches
 from core.objectstore.base import ObjectStore, TransientStorageError
@@ -297,3 +299,63 @@ def test_batches_follow_numeric_key_order_and_stay_within_the_byte_limit(databas
     batches = [[row.pk for row in batch] for batch in iter_batches(engine, source, "integer", max_bytes=2500)]
     assert [pk for batch in batches for pk in batch] == list(range(1, 31))
     assert all(len(batch) <= 2 for batch in batches)
+
+
+@pytest.mark.parametrize("stream_above", [8 * 1024 * 1024, 0], ids=["row-whole", "row-in-slices"])
+def test_an_object_retention_purges_between_verification_and_commit_is_uploaded_again(
+    database_url: str, tmp_path: Path, stream_above: int
+) -> None:
+    """The content is already stored (an old upload nobody references). The migration finds it, and
+    before the row commits, retention marks it deleted and purges its bytes. Reviving the catalog row
+    then would point the rewritten row at nothing: the object must be uploaded again first."""
+    upgrade_catalog(database_url)
+    engine = get_engine(database_url)
+    store = local_store(tmp_path)
+    picture = jpeg(7)
+    sha = hashlib.sha256(picture).hexdigest()
+    info = inspect_media(picture)
+    blob = store_verified(store, picture, sha, info)
+    with engine.begin() as conn:
+        upsert_object(conn, blob, info, store.provider, store=store)
+        conn.execute(sa.text("CREATE TABLE photos (id integer PRIMARY KEY, owner integer, b64 text)"))
+        conn.execute(sa.text("INSERT INTO photos VALUES (1, 1, :v)"), {"v": b64(picture)})
+    source = parse_source(
+        {
+            "name": "photos",
+            "table": "photos",
+            "primary_key": "id",
+            "owner_column": "owner",
+            "column": "b64",
+            "format": "base64",
+            "accept": "images",
+            "reference": "url",
+        }
+    )
+    struck = []
+
+    def retention_strikes(event: str) -> None:
+        if event == "object_stored" and not struck:  # verified, not yet committed
+            struck.append(event)
+            # What a retention sweep and its purge leave behind for an unreferenced object.
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text(
+                        "UPDATE media_catalog.stored_objects SET status = 'deleted', deleted_at = now() "
+                        "WHERE sha256 = :s"
+                    ),
+                    {"s": sha},
+                )
+            assert store.delete_keys([blob.key]) == []
+
+    settings = MigrationSettings(workers=1, stream_above_bytes=stream_above)
+    stats = migrate_source(engine, store, source, settings=settings, on_event=retention_strikes)
+
+    with engine.connect() as conn:
+        value = conn.execute(sa.text("SELECT b64 FROM photos WHERE id = 1")).scalar_one()
+        status = conn.execute(
+            sa.text("SELECT status FROM media_catalog.stored_objects WHERE sha256 = :s"), {"s": sha}
+        ).scalar_one()
+    assert status == "verified"
+    assert store.exists(reference_key(value)), "the row points at an object retention purged"
+    assert hashlib.sha256(store.get_bytes(reference_key(value))).hexdigest() == sha
+    assert struck and stats.rows_retried == 1 and stats.blobs_moved == 1

@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import insert
 from core.blobcodec import Base64Decoder, CorruptBase64, decode_blob_text, parse_data_uri, set_json_path
 from core.catalog.models import MigrationProgress, QuarantineRecord, StoredObject
 from core.ingest import (
+    ObjectVanished,
     StoredBlob,
     record_quarantine,
     store_verified,
@@ -49,7 +50,7 @@ from core.media_types import (
 )
 from core.migration.memory import limit_heap_fragmentation
 from core.migration.references import is_reference, make_reference
-from core.migration.scan import SourceRow, UnreadableRow, dump_document, iter_batches, parse_row
+from core.migration.scan import SourceRow, UnreadableRow, dump_document, fetch_rows, iter_batches, parse_row
 from core.migration.scan import validate_source as validate_source
 from core.migration.stream import (
     BadJson,
@@ -94,6 +95,7 @@ class MigrationStats:
     rows_scanned: int = 0
     rows_rewritten: int = 0
     rows_changed_concurrently: int = 0
+    rows_retried: int = 0  # processed again because retention purged their object mid-way
     blobs_moved: int = 0
     bytes_moved: int = 0  # decoded bytes of the moved blobs
     encoded_bytes_moved: int = 0  # characters of base64 removed from the rows
@@ -354,6 +356,7 @@ class SourceMigrator:
         self.on_event = on_event or (lambda _event: None)
         self.stats = MigrationStats(source=source.name)
         self._budget = _ByteBudget(self.settings.in_flight_bytes)
+        self._vanished: list[Any] = []  # rows to process again (see ObjectVanished)
         self.declared_column = self.settings.declared_type_column(source.name)
 
     def _event(self, name: str) -> None:
@@ -409,6 +412,24 @@ class SourceMigrator:
                 with self.engine.begin() as conn:
                     _save_progress(conn, self.source.name, batch_last_pk, rows_scanned, self.run_id)
                 self._event("batch_done")
+            # Rows whose object retention purged between its verification and the commit: again, now
+            # that their objects are known to be gone (store_verified uploads them anew).
+            for _round in range(3):
+                if not self._vanished:
+                    break
+                pks, self._vanished = [str(pk) for pk in self._vanished], []
+                retry = fetch_rows(
+                    self.engine,
+                    self.source,
+                    pk_type,
+                    pks,
+                    declared_mime_column=self.declared_column,
+                    stream_above=self.settings.stream_above_bytes,
+                )
+                self.stats.rows_retried += len(retry)
+                self._run_batch(pool, retry)
+            if self._vanished:
+                raise ObjectVanished(f"{self.source.name}: objects of rows {self._vanished} keep vanishing")
         # A complete pass: the next run starts again from the top (hybrid mode picks up new base64 rows).
         reset_progress(self.engine, self.source.name)
         self.stats.elapsed_seconds = time.monotonic() - started
@@ -522,7 +543,9 @@ class SourceMigrator:
                     known += conn.execute(
                         sa.select(sa.func.count()).where(StoredObject.sha256 == item.blob.sha256)
                     ).scalar_one()
-                    object_id = upsert_object(conn, item.blob, item.info, self.store.provider)
+                    object_id = upsert_object(
+                        conn, item.blob, item.info, self.store.provider, store=self.store
+                    )
                     upsert_reference(
                         conn,
                         object_id=object_id,
@@ -589,6 +612,9 @@ class SourceMigrator:
                     self._event("row_updated")
         except _RowChanged:
             self.stats.rows_changed_concurrently += 1
+            return
+        except ObjectVanished:
+            self._vanished.append(row.pk)
             return
         self._event("row_committed")
         stats = self.stats

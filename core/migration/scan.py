@@ -95,6 +95,42 @@ def _value_expr(source: BlobSource) -> str:
     return f"{column}::text" if source.format == "jsonb" else column
 
 
+def _row_columns(source: BlobSource, declared_mime_column: str | None, stream_above: int | None) -> str:
+    """The SELECT list that `_to_row` reads."""
+    declared = f"{_q(declared_mime_column)}::text" if declared_mime_column else "NULL::text"
+    if stream_above is None:
+        value, streamed = _value_expr(source), "false"
+    else:
+        size = f"coalesce({_size_expr(source)}, 0)"
+        value = f"CASE WHEN {size} <= {int(stream_above)} THEN {_value_expr(source)} END"
+        streamed = f"{size} > {int(stream_above)}"
+    return f"{_q(source.primary_key)}, {_q(source.owner_column)}, xmin::text, {value}, {declared}, {streamed}"
+
+
+def _to_row(r: Any) -> SourceRow:
+    return SourceRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]))
+
+
+def fetch_rows(
+    engine: sa.Engine,
+    source: BlobSource,
+    pk_type: str,
+    pks: list[str],
+    *,
+    declared_mime_column: str | None = None,
+    stream_above: int | None = None,
+) -> list[SourceRow]:
+    """These rows as they are now (to process again), in pk order."""
+    columns = _row_columns(source, declared_mime_column, stream_above)
+    pk = _q(source.primary_key)
+    sql = sa.text(
+        f"SELECT {columns} FROM {source.qualified_table} "
+        f"WHERE {pk} = ANY(CAST(:pks AS {pk_type}[])) ORDER BY {pk}"
+    )
+    with engine.connect() as conn:
+        return [_to_row(r) for r in conn.execute(sql, {"pks": pks})]
+
+
 def iter_batches(
     engine: sa.Engine,
     source: BlobSource,
@@ -117,14 +153,7 @@ def iter_batches(
         f"SELECT {pk}::text AS pk_text, coalesce({_size_expr(source)}, 0) FROM {table} "
         f"{{where}} ORDER BY {pk} LIMIT {PROBE_ROWS}"
     )
-    declared = f"{_q(declared_mime_column)}::text" if declared_mime_column else "NULL::text"
-    if stream_above is None:
-        value, streamed = _value_expr(source), "false"
-    else:
-        size = f"coalesce({_size_expr(source)}, 0)"
-        value = f"CASE WHEN {size} <= {int(stream_above)} THEN {_value_expr(source)} END"
-        streamed = f"{size} > {int(stream_above)}"
-    columns = f"{pk}, {_q(source.owner_column)}, xmin::text, {value}, {declared}, {streamed}"
+    columns = _row_columns(source, declared_mime_column, stream_above)
     fetch_sql = sa.text(
         f"SELECT {columns} FROM {table} WHERE {keyset} AND {pk} <= CAST(:upto AS {pk_type}) ORDER BY {pk}"
     )
@@ -155,7 +184,7 @@ def iter_batches(
                     rows = conn.execute(fetch_sql, {"last": last, "upto": upto}).all()
             last = upto
             position = end
-            batch = [SourceRow(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+            batch = [_to_row(r) for r in rows]
             rows = []  # hold one copy of a batch, never two (rows can be tens of MB each)
             if batch:
                 yield batch
