@@ -7,6 +7,14 @@ quarantine rows for every refused value, and the row rewrite guarded by the row 
 row the app changed meanwhile is left for the next pass. No row is rewritten unless its objects are
 verified; a refused value stays in the row as it was.
 
+Memory does not follow the data: a row whose column is over `stream_above_bytes` is never fetched
+whole but read in slices (core.migration.stream): plain base64 is decoded slice by slice into a spool,
+JSON is tokenised as it streams and each blob handed to the workers on its own, within a byte budget
+(`in_flight_bytes`) of base64 not yet decoded. Smaller rows come in keyset batches of `batch_bytes`.
+
+If retention purges an object between its verification and the row's commit, `upsert_object` notices
+(ObjectVanished), the transaction rolls back and the row is processed again at the end of the pass.
+
 Progress (last primary key, rows scanned) is persisted after every batch. A run killed at any moment
 resumes from there; rows already rewritten are recognised by their references and objects already
 stored are found by their content address, so nothing is stored twice and nothing is lost. A pass that

@@ -89,13 +89,15 @@ def read_slices(engine: sa.Engine, source: BlobSource, pk: Any, xmin: str) -> It
         conn.rollback()
 
 
-def text_slices(chunks: Iterator[bytes]) -> Iterator[str]:
-    """UTF-8 byte slices to text slices (a character split across slices is joined)."""
+def text_slices(chunks: Iterator[bytes]) -> Iterator[str | bytes]:
+    """UTF-8 byte slices as pieces of text: pure-ASCII slices stay bytes (no copy; base64 is ASCII and
+    Base64Decoder takes ASCII bytes), others are decoded (a character split across slices is joined)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     for chunk in chunks:
-        text = (
-            chunk.decode("ascii") if chunk.isascii() and not decoder.getstate()[0] else decoder.decode(chunk)
-        )
+        if chunk.isascii() and not decoder.getstate()[0]:
+            yield chunk
+            continue
+        text = decoder.decode(chunk)
         if text:
             yield text
     rest = decoder.decode(b"", final=True)
