@@ -15,7 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from core.catalog.models import ObjectReference, QuarantineRecord, RetentionPendingDelete, StoredObject
+from core.catalog.models import ObjectReference, QuarantineRecord, StoredObject
 from core.keys import original_key
 from core.media_types import MediaInfo
 from core.objectstore.base import ChecksumMismatch, ObjectStore, ObjectStoreError
@@ -89,20 +89,12 @@ def upsert_object(
     """The catalog row for this content (one per SHA-256); revives it if retention had deleted it.
 
     Reviving is only safe if the bytes are still there: retention may have marked the row deleted and
-    purged the key after `store_verified` confirmed it. So, inside the caller's transaction: take this
-    key off the purge queue (waiting for a purge that holds it to finish, and keeping any later one
-    away), lock the catalog row, and if it is not `verified`, confirm the object again; if it is gone,
-    raise ObjectVanished (the transaction rolls back, nothing points at missing bytes) so the caller
-    uploads again.
+    purged the key after `store_verified` confirmed it. The upsert takes the row lock either way (ON
+    CONFLICT locks the row even when its WHERE is false) but only updates a `verified` row; for one that
+    is not, the object is confirmed again while the lock is held (a purge locks the row and re-reads its
+    status before deleting bytes, so none can run in between) and the row revived only if the bytes are
+    there. If they are gone, ObjectVanished: the caller's transaction rolls back and it uploads again.
     """
-    conn.execute(sa.delete(RetentionPendingDelete).where(RetentionPendingDelete.storage_key == blob.key))
-    status = conn.execute(
-        sa.select(StoredObject.status).where(StoredObject.sha256 == blob.sha256).with_for_update()
-    ).scalar()
-    if status is not None and status != "verified":
-        found = retry_transient(lambda: store.head(blob.key))
-        if found is None or found.size != blob.size or found.sha256 != blob.sha256:
-            raise ObjectVanished(f"{blob.key}: deleted by retention after it was verified; upload it again")
     stmt = (
         insert(StoredObject)
         .values(
@@ -118,11 +110,24 @@ def upsert_object(
         )
         .on_conflict_do_update(
             index_elements=[StoredObject.sha256],
-            set_={"status": "verified", "deleted_at": None, "storage_key": blob.key},
+            set_={"storage_key": blob.key},
+            where=StoredObject.status == "verified",
         )
         .returning(StoredObject.id)
     )
-    return int(conn.execute(stmt).scalar_one())
+    object_id = conn.execute(stmt).scalar()
+    if object_id is not None:
+        return int(object_id)
+    found = retry_transient(lambda: store.head(blob.key))
+    if found is None or found.size != blob.size or found.sha256 != blob.sha256:
+        raise ObjectVanished(f"{blob.key}: deleted by retention after it was verified; upload it again")
+    revived = conn.execute(
+        sa.update(StoredObject)
+        .where(StoredObject.sha256 == blob.sha256)
+        .values(status="verified", deleted_at=None, storage_key=blob.key)
+        .returning(StoredObject.id)
+    ).scalar_one()
+    return int(revived)
 
 
 def upsert_reference(

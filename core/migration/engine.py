@@ -547,10 +547,21 @@ class SourceMigrator:
             with self.engine.begin() as conn:
                 replacements: list[tuple[str, str]] = []
                 known = 0
+                # Content the catalog already had (or an earlier blob of this row adds): stored once.
+                seen = (
+                    set(
+                        conn.execute(
+                            sa.select(StoredObject.sha256).where(
+                                StoredObject.sha256.in_({item.blob.sha256 for item in stored})
+                            )
+                        ).scalars()
+                    )
+                    if stored
+                    else set()
+                )
                 for item in stored:
-                    known += conn.execute(
-                        sa.select(sa.func.count()).where(StoredObject.sha256 == item.blob.sha256)
-                    ).scalar_one()
+                    known += item.blob.sha256 in seen
+                    seen.add(item.blob.sha256)
                     object_id = upsert_object(
                         conn, item.blob, item.info, self.store.provider, store=self.store
                     )
@@ -564,16 +575,17 @@ class SourceMigrator:
                         source_pk=pk_text,
                         json_path=item.path,
                     )
+                    replacements.append(
+                        (item.path, make_reference(source.reference, item.blob.key, object_id))
+                    )
+                if stored:
                     # A value quarantined earlier and since fixed by the app is no longer in quarantine.
                     conn.execute(
                         sa.delete(QuarantineRecord).where(
                             QuarantineRecord.source_table == source.table,
                             QuarantineRecord.source_pk == pk_text,
-                            QuarantineRecord.json_path == item.path,
+                            QuarantineRecord.json_path.in_([item.path for item in stored]),
                         )
-                    )
-                    replacements.append(
-                        (item.path, make_reference(source.reference, item.blob.key, object_id))
                     )
                 for item in refused:
                     record_quarantine(
