@@ -488,6 +488,8 @@ class SourceMigrator:
         planned: list[_Planned] = []
         json_source = self.source.format in ("json_text", "jsonb")
         for row in batch:
+            # Rows whose blobs are done commit while the workers carry on with the rows planned after.
+            self._commit_planned(planned, wait=False)
             futures: list[Future[Any]] = []
             refused: list[_Refused] = []
             if row.streamed and json_source:
@@ -516,7 +518,11 @@ class SourceMigrator:
             planned.append((replace(row, value=None), doc, futures, refused, None, False))
         batch.clear()
         row = doc = candidates = candidate = None  # type: ignore[assignment]  # drop the last row's text
-        while planned:
+        self._commit_planned(planned, wait=True)
+
+    def _commit_planned(self, planned: list[_Planned], *, wait: bool) -> None:
+        """Commit planned rows in order: all of them (wait), or those at the front whose blobs are done."""
+        while planned and (wait or all(f.done() for f in planned[0][2])):
             row, doc, futures, refused, streamed, changed = planned.pop(0)
             outcomes = [f.result() for f in futures]  # a storage failure after retries ends the run here
             self.stats.already_migrated += sum(isinstance(o, _AlreadyMigrated) for o in outcomes)
