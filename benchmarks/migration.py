@@ -2,6 +2,8 @@
 
     PYTHONPATH=. python benchmarks/migration.py --scale 20          # >= 2 GB of legacy tables
     PYTHONPATH=. python benchmarks/migration.py --scale 0.5         # quick, during development
+    ... --reuse --workdir DIR      # keep the server and generated databases in DIR for the next run
+    ... --store s3                 # the three contenders against an S3-compatible server over HTTP (moto)
 
 Generates the demo legacy database once into a template database on an embedded PostgreSQL under
 --workdir, then measures, each in its own subprocess on a fresh copy (CREATE DATABASE ... TEMPLATE) and
