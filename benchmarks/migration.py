@@ -2,6 +2,8 @@
 
     PYTHONPATH=. python benchmarks/migration.py --scale 20          # >= 2 GB of legacy tables
     PYTHONPATH=. python benchmarks/migration.py --scale 0.5         # quick, during development
+    ... --reuse --workdir DIR      # keep the server and generated databases in DIR for the next run
+    ... --store s3                 # the three contenders against an S3-compatible server over HTTP (moto)
 
 Generates the demo legacy database once into a template database on an embedded PostgreSQL under
 --workdir, then measures, each in its own subprocess on a fresh copy (CREATE DATABASE ... TEMPLATE) and
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import os
@@ -47,6 +50,13 @@ METHODS = ("seed", "floor", "platform")
 
 
 def _store(root: Path):  # type: ignore[no-untyped-def]
+    """The local store under `root`, or with --store s3 the bucket named like `root` on the S3 server."""
+    endpoint = os.environ.get("BENCH_S3_ENDPOINT")
+    if endpoint:
+        from core.objectstore.s3 import S3ObjectStore
+        from tests.support.services import s3_client
+
+        return S3ObjectStore(s3_client(endpoint), bucket=root.name)
     from core.objectstore.local import LocalObjectStore
 
     return LocalObjectStore(root, signing_secret="bench")
@@ -227,12 +237,20 @@ def recreate(server_url: str, name: str, template: str | None = None) -> None:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"{suffix}'))
 
 
-def measure(method: str, server, template: str, workdir: Path) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def measure(  # type: ignore[no-untyped-def]
+    method: str, server, template: str, workdir: Path, s3_endpoint: str | None = None
+) -> dict[str, Any]:
     name = f"bench_{method}"
     recreate(server.url(), name, template)
     objects = workdir / f"objects-{method}"
     shutil.rmtree(objects, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    if s3_endpoint:
+        from tests.support.services import s3_client
+
+        objects = workdir / f"bench-{method}-{os.getpid()}-{time.monotonic_ns() % 10**9}"
+        s3_client(s3_endpoint).create_bucket(Bucket=objects.name)
+        env["BENCH_S3_ENDPOINT"] = s3_endpoint
     print(f"--> {method} on a fresh copy of {template} ...", flush=True)
     out = subprocess.run(
         [sys.executable, __file__, "--child", method, server.url(name), str(objects)],
@@ -254,12 +272,37 @@ def measure(method: str, server, template: str, workdir: Path) -> dict[str, Any]
     with admin_engine(server.url()).connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     shutil.rmtree(objects, ignore_errors=True)
+    if s3_endpoint:
+        _empty_bucket(s3_endpoint, objects.name)  # the S3 server holds objects in memory
     return result
 
 
-def generate(server, name: str, scale: float) -> int:  # type: ignore[no-untyped-def]
+def _empty_bucket(endpoint: str, bucket: str) -> None:
+    from tests.support.services import s3_client
+
+    client = s3_client(endpoint)
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+    client.delete_bucket(Bucket=bucket)
+
+
+def generate(server, name: str, scale: float, reuse: bool = False) -> int:  # type: ignore[no-untyped-def]
+    """Fill `name` at `scale`; with `reuse`, keep a complete earlier generation (marked by a comment)."""
     from core.demo.legacy_db import generate_legacy_database
 
+    marker = f"bench scale={scale!r} bytes="
+    if reuse:
+        with admin_engine(server.url()).connect() as conn:
+            comment = conn.execute(
+                sa.text("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = :n"),
+                {"n": name},
+            ).scalar()
+        if comment and comment.startswith(marker):
+            total = int(comment[len(marker) :])
+            print(f"==> reusing {name}: scale {scale}, {total / 1e6:,.0f} MB of legacy tables", flush=True)
+            return total
     recreate(server.url(), name)
     started = time.perf_counter()
     summary = generate_legacy_database(server.url(name), scale=scale)
@@ -268,6 +311,8 @@ def generate(server, name: str, scale: float) -> int:  # type: ignore[no-untyped
         f"{summary.total_blobs} blobs, in {time.perf_counter() - started:.0f} s",
         flush=True,
     )
+    with admin_engine(server.url()).connect() as conn:
+        conn.execute(sa.text(f"COMMENT ON DATABASE \"{name}\" IS '{marker}{summary.total_bytes}'"))
     return summary.total_bytes
 
 
@@ -281,27 +326,55 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workdir", default="/tmp/media-migration-bench")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument(
+        "--store",
+        choices=("local", "s3"),
+        default="local",
+        help="object store: local files, or an S3-compatible server over HTTP (moto, in a subprocess)",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the server and generated databases in --workdir and reuse them on the next run",
+    )
     parser.add_argument("--child", nargs=3, metavar=("METHOD", "URL", "OBJECTS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(*args.child)
         return 0
 
-    from core.embedded_postgres import start_embedded_postgres
-
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    server = start_embedded_postgres(workdir / "pg", delete_on_exit=True)
+    with contextlib.ExitStack() as stack:
+        s3_endpoint = None
+        if args.store == "s3":
+            from tests.support.services import s3_server
+
+            s3_endpoint = stack.enter_context(s3_server())
+            print(f"==> S3-compatible server (moto) at {s3_endpoint}", flush=True)
+        return drive(args, workdir, s3_endpoint)
+
+
+def drive(args: argparse.Namespace, workdir: Path, s3_endpoint: str | None) -> int:
+    from core.embedded_postgres import start_embedded_postgres
+
+    server = start_embedded_postgres(workdir / "pg", delete_on_exit=not args.reuse)
     print(f"==> embedded PostgreSQL under {workdir}; machine: {os.cpu_count()} cores, shared", flush=True)
-    total = generate(server, "bench_template", args.scale)
-    results = {m: measure(m, server, "bench_template", workdir) for m in args.methods.split(",")}
+    template = f"bench_template_{args.scale:g}".replace(".", "_")
+    total = generate(server, template, args.scale, args.reuse)
+    methods = [m for m in args.methods.split(",") if m]
+    results = {m: measure(m, server, template, workdir, s3_endpoint) for m in methods}
     flat = None
     if args.flat_scale:
-        small_total = generate(server, "bench_small", args.flat_scale)
-        flat = (small_total, measure("platform", server, "bench_small", workdir))
+        small = f"bench_template_{args.flat_scale:g}".replace(".", "_")
+        small_total = generate(server, small, args.flat_scale, args.reuse)
+        flat = (small_total, measure("platform", server, small, workdir, s3_endpoint))
 
     print()
-    print(f"Results on {total / 1e6:,.0f} MB of legacy tables (decoded MB/s, peak RSS of each process)")
+    where = "S3 over HTTP (moto)" if s3_endpoint else "local object store"
+    print(
+        f"Results on {total / 1e6:,.0f} MB of legacy tables, {where} (decoded MB/s, peak RSS of each process)"
+    )
     for method, result in results.items():
         print(f"  {method:<9} {result['mb_s']:>8.1f} MB/s   peak RSS {result['rss_mb']:>7.1f} MB")
     if "platform" in results and "seed" in results:

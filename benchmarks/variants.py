@@ -200,7 +200,7 @@ def scaling(count: int) -> None:
         info = inspect_media(data)
         blob = store_verified(store, data, sha256_hex(data), info)
         with engine.begin() as conn:
-            upsert_object(conn, blob, info, store.provider)
+            upsert_object(conn, blob, info, store.provider, store=store)
     partition = dt.datetime.now(dt.UTC).date().isoformat()
     print(f"scaling: {count} originals (1-3 MP) through variants_job, partition {partition}")
     results = {}

@@ -18,7 +18,8 @@ from typing import Any
 from core.sources import parse_json_path
 
 _WHITESPACE = re.compile(r"\s+")
-_STANDARD = re.compile(r"[A-Za-z0-9+/]*")
+#: What `\s` matches among ASCII characters, deleted with bytes.translate (30x faster than a regex).
+_WHITESPACE_ASCII = b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f "
 _DATA_URI = re.compile(
     r"data:(?P<mime>[A-Za-z0-9.+-]+/[A-Za-z0-9.+-]+)?(?P<params>(?:;[A-Za-z0-9._-]+=[^;,]*)*)"
     r"(?P<base64>;base64)?,",
@@ -44,44 +45,125 @@ class DecodedBlob:
     encoded_length: int  # characters as stored in the database
 
 
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_"
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+
+
+class Base64Decoder:
+    """`decode_base64` for a value read in slices: feed the text in pieces, get the bytes in pieces.
+
+    Same rules and the same refusals as decoding the whole value at once, but memory is one slice, not
+    the value (a row can hold 50 MB of base64). Bytes returned by `feed` are provisional: the value is
+    only valid once `finish` returns without raising (a stray character at the very end refuses all of
+    it), so callers hash and spool them, and store nothing before `finish`.
+    """
+
+    def __init__(self) -> None:
+        self._carry = b""  # 0-3 characters that do not yet make a 4-character group
+        self._pending_padding = 0  # '=' at the end of what was fed so far: padding, or '=' mid-value
+        self._body_length = 0  # non-whitespace characters so far, excluding the pending '='
+        self._standard = False  # saw + or /
+        self._urlsafe = False  # saw - or _
+        self._invalid: tuple[int, str] | None = None  # first non-base64 character and its position
+        self._seen_any = False
+
+    def feed(self, text: str | bytes) -> bytes:
+        """Decode the next piece; bytes must be ASCII (a slice of a UTF-8 value that is pure ASCII)."""
+        if isinstance(text, str) and text.isascii():
+            text = text.encode("ascii")
+        if isinstance(text, bytes):
+            compact_bytes = text.translate(None, _WHITESPACE_ASCII)
+            body_bytes = compact_bytes.rstrip(b"=")
+            padding = len(compact_bytes) - len(body_bytes)
+            raw, body = body_bytes, None
+        else:
+            compact = _WHITESPACE.sub("", text)
+            body = compact.rstrip("=")
+            padding = len(compact) - len(body)
+            try:
+                raw = body.encode("ascii")
+            except UnicodeEncodeError:
+                raw = None
+        if not padding and not (raw if raw is not None else body):
+            return b""
+        self._seen_any = True
+        if self._pending_padding:  # more characters after '=': it was not padding
+            if self._invalid is None:
+                self._invalid = (self._body_length, "=")
+            self._body_length += self._pending_padding
+        self._pending_padding = padding
+        if raw is None:
+            assert body is not None
+            bad = True
+            self._standard = self._standard or "+" in body or "/" in body
+            self._urlsafe = self._urlsafe or "-" in body or "_" in body
+        else:
+            bad = bool(raw.translate(None, _ALPHABET))
+            self._standard = self._standard or b"+" in raw or b"/" in raw
+            self._urlsafe = self._urlsafe or b"-" in raw or b"_" in raw
+        length = len(raw) if raw is not None else len(body or "")
+        if bad and self._invalid is None:
+            chars = body if body is not None else raw.decode("ascii")  # type: ignore[union-attr]
+            position, char = next(
+                (i, c) for i, c in enumerate(chars) if not (c.isascii() and (c.isalnum() or c in "+/-_"))
+            )
+            self._invalid = (self._body_length + position, char)
+        self._body_length += length
+        if self._invalid is not None:
+            self._carry = b""
+            return b""  # refused at finish(); only keep counting, for the same reason as a whole decode
+        assert raw is not None
+        if self._urlsafe:
+            raw = raw.translate(_TO_STANDARD)
+        data = self._carry + raw if self._carry else raw
+        cut = len(data) - len(data) % 4
+        self._carry = data[cut:]
+        if not cut:
+            return b""
+        return binascii.a2b_base64(data[:cut] if cut < len(data) else data)
+
+    def finish(self) -> bytes:
+        """The last bytes, or CorruptBase64 for the whole value (checks in decode_base64's order)."""
+        if not self._seen_any:
+            return b""
+        padding, length = self._pending_padding, self._body_length
+        if padding > 2:
+            raise CorruptBase64("bad_padding", f"{padding} '=' characters at the end (at most 2 allowed)")
+        if self._standard and self._urlsafe:
+            raise CorruptBase64("mixed_alphabet", "mixes the standard (+/) and URL-safe (-_) alphabets")
+        if self._invalid is not None:
+            position, char = self._invalid
+            raise CorruptBase64(
+                "invalid_character",
+                f"character {char!r} at position {position} is not base64"
+                + (" ('=' padding may only end the value)" if char == "=" else ""),
+            )
+        if length % 4 == 1:
+            raise CorruptBase64(
+                "bad_length", f"{length} base64 characters cannot encode whole bytes (length mod 4 is 1)"
+            )
+        if padding and (length + padding) % 4:
+            raise CorruptBase64("bad_padding", "padding does not complete a 4-character group")
+        tail = self._carry
+        if not tail:
+            return b""
+        try:
+            return binascii.a2b_base64(tail + b"=" * (-len(tail) % 4))
+        except (binascii.Error, ValueError) as exc:  # pragma: no cover - the checks above should catch all
+            raise CorruptBase64("undecodable", str(exc)) from exc
+
+
 def decode_base64(text: str) -> bytes:
     """Decode standard or URL-safe base64, with or without padding and line breaks; else CorruptBase64."""
-    try:
-        # Fast path: canonical base64 (what most apps write) decodes in one strict pass.
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        pass
-    compact = _WHITESPACE.sub("", text)
-    if not compact:
-        return b""
-    body = compact.rstrip("=")
-    padding = len(compact) - len(body)
-    if padding > 2:
-        raise CorruptBase64("bad_padding", f"{padding} '=' characters at the end (at most 2 allowed)")
-    has_standard = "+" in body or "/" in body
-    has_urlsafe = "-" in body or "_" in body
-    if has_standard and has_urlsafe:
-        raise CorruptBase64("mixed_alphabet", "mixes the standard (+/) and URL-safe (-_) alphabets")
-    if has_urlsafe:
-        body = body.replace("-", "+").replace("_", "/")
-    if not _STANDARD.fullmatch(body):
-        bad = next((i, c) for i, c in enumerate(body) if not (c.isascii() and (c.isalnum() or c in "+/")))
-        raise CorruptBase64(
-            "invalid_character",
-            f"character {bad[1]!r} at position {bad[0]} is not base64"
-            + (" ('=' padding may only end the value)" if bad[1] == "=" else ""),
-        )
-    if len(body) % 4 == 1:
-        raise CorruptBase64(
-            "bad_length", f"{len(body)} base64 characters cannot encode whole bytes (length mod 4 is 1)"
-        )
-    if padding and (len(body) + padding) % 4:
-        raise CorruptBase64("bad_padding", "padding does not complete a 4-character group")
-    body += "=" * (-len(body) % 4)
-    try:
-        return base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError) as exc:  # pragma: no cover - the checks above should catch all
-        raise CorruptBase64("undecodable", str(exc)) from exc
+    if len(text) % 4 == 0:
+        try:
+            # Fast path: canonical base64 (what most apps write) decodes in one strict pass.
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    decoder = Base64Decoder()
+    data = decoder.feed(text)
+    return data + decoder.finish()
 
 
 def parse_data_uri(text: str) -> tuple[str | None, str]:

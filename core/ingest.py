@@ -8,7 +8,9 @@ Split in two so callers control the ordering that makes "nothing lost" hold:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -22,6 +24,10 @@ from core.objectstore.retry import retry_transient
 
 class VerificationFailed(ObjectStoreError):
     """The stored object does not match what was written; the source must not be rewritten."""
+
+
+class ObjectVanished(VerificationFailed):
+    """Retention deleted the object between `store_verified` and `upsert_object`: upload it again."""
 
 
 @dataclass(frozen=True)
@@ -38,22 +44,57 @@ def store_verified(store: ObjectStore, data: bytes, sha256: str, info: MediaInfo
     Re-running after a crash at any point is safe: an object already present with the same size and
     checksum is reused; one with a different checksum (a torn earlier write) is overwritten.
     """
+    return _store_verified(
+        store,
+        len(data),
+        sha256,
+        info,
+        lambda key: store.put_bytes(key, data, sha256=sha256, content_type=info.mime_type),
+    )
+
+
+def store_verified_file(
+    store: ObjectStore, path: Path, size: int, sha256: str, info: MediaInfo
+) -> StoredBlob:
+    """`store_verified` for content spooled to a file (a blob too big to hold in memory)."""
+    return _store_verified(
+        store,
+        size,
+        sha256,
+        info,
+        lambda key: store.put_file(key, path, sha256=sha256, content_type=info.mime_type),
+    )
+
+
+def _store_verified(
+    store: ObjectStore, size: int, sha256: str, info: MediaInfo, put: Callable[[str], object]
+) -> StoredBlob:
     key = original_key(sha256, info.extension)
     existing = retry_transient(lambda: store.head(key))
-    if existing is not None and existing.size == len(data) and existing.sha256 == sha256:
-        return StoredBlob(key, sha256, len(data), uploaded=False)
-    retry_transient(lambda: store.put_bytes(key, data, sha256=sha256, content_type=info.mime_type))
+    if existing is not None and existing.size == size and existing.sha256 == sha256:
+        return StoredBlob(key, sha256, size, uploaded=False)
+    retry_transient(lambda: put(key))
     confirmed = retry_transient(lambda: store.head(key))
-    if confirmed is None or confirmed.size != len(data) or confirmed.sha256 != sha256:
+    if confirmed is None or confirmed.size != size or confirmed.sha256 != sha256:
         raise VerificationFailed(
             f"{key}: stored object does not match (size {confirmed.size if confirmed else None} vs "
-            f"{len(data)}, sha256 {confirmed.sha256 if confirmed else None})"
+            f"{size}, sha256 {confirmed.sha256 if confirmed else None})"
         )
-    return StoredBlob(key, sha256, len(data), uploaded=True)
+    return StoredBlob(key, sha256, size, uploaded=True)
 
 
-def upsert_object(conn: sa.Connection, blob: StoredBlob, info: MediaInfo, provider: str) -> int:
-    """The catalog row for this content (one per SHA-256); revives it if retention had deleted it."""
+def upsert_object(
+    conn: sa.Connection, blob: StoredBlob, info: MediaInfo, provider: str, *, store: ObjectStore
+) -> int:
+    """The catalog row for this content (one per SHA-256); revives it if retention had deleted it.
+
+    Reviving is only safe if the bytes are still there: retention may have marked the row deleted and
+    purged the key after `store_verified` confirmed it. The upsert takes the row lock either way (ON
+    CONFLICT locks the row even when its WHERE is false) but only updates a `verified` row; for one that
+    is not, the object is confirmed again while the lock is held (a purge locks the row and re-reads its
+    status before deleting bytes, so none can run in between) and the row revived only if the bytes are
+    there. If they are gone, ObjectVanished: the caller's transaction rolls back and it uploads again.
+    """
     stmt = (
         insert(StoredObject)
         .values(
@@ -69,11 +110,24 @@ def upsert_object(conn: sa.Connection, blob: StoredBlob, info: MediaInfo, provid
         )
         .on_conflict_do_update(
             index_elements=[StoredObject.sha256],
-            set_={"status": "verified", "deleted_at": None, "storage_key": blob.key},
+            set_={"storage_key": blob.key},
+            where=StoredObject.status == "verified",
         )
         .returning(StoredObject.id)
     )
-    return int(conn.execute(stmt).scalar_one())
+    object_id = conn.execute(stmt).scalar()
+    if object_id is not None:
+        return int(object_id)
+    found = retry_transient(lambda: store.head(blob.key))
+    if found is None or found.size != blob.size or found.sha256 != blob.sha256:
+        raise ObjectVanished(f"{blob.key}: deleted by retention after it was verified; upload it again")
+    revived = conn.execute(
+        sa.update(StoredObject)
+        .where(StoredObject.sha256 == blob.sha256)
+        .values(status="verified", deleted_at=None, storage_key=blob.key)
+        .returning(StoredObject.id)
+    ).scalar_one()
+    return int(revived)
 
 
 def upsert_reference(
@@ -143,10 +197,12 @@ def record_quarantine(
 
 __all__ = [
     "ChecksumMismatch",
+    "ObjectVanished",
     "StoredBlob",
     "VerificationFailed",
     "record_quarantine",
     "store_verified",
+    "store_verified_file",
     "upsert_object",
     "upsert_reference",
 ]

@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -79,25 +81,28 @@ def sniff(data: bytes) -> tuple[str, str, str]:
     return "application/octet-stream", "bin", "other"
 
 
-def _is_truncated(mime: str, data: bytes) -> bool:
-    """Cheap trailer checks that catch the usual cut-off transfer without decoding pixels."""
+def _is_truncated(mime: str, head: bytes, tail: bytes, size: int) -> bool:
+    """Cheap trailer checks that catch the usual cut-off transfer without decoding pixels.
+
+    `tail` is the end of the content (all of it, or at least its last 64 KB); a GIF whose last 64 KB are
+    all NUL padding counts as truncated when only a tail is known."""
     if mime == "image/jpeg":
-        return b"\xff\xd9" not in data[-64:]
+        return b"\xff\xd9" not in tail[-64:]
     if mime == "image/png":
-        return b"IEND" not in data[-32:]
+        return b"IEND" not in tail[-32:]
     if mime == "image/gif":
-        return not data.rstrip(b"\x00").endswith(b"\x3b")
+        return not tail.rstrip(b"\x00").endswith(b"\x3b")
     if mime == "image/webp":
-        (riff_size,) = struct.unpack("<I", data[4:8])
-        return len(data) < riff_size + 8
+        (riff_size,) = struct.unpack("<I", head[4:8])
+        return size < riff_size + 8
     return False
 
 
-def _dimensions(data: bytes, max_pixels: int) -> tuple[int, int]:
+def _dimensions(image_file: BinaryIO, max_pixels: int) -> tuple[int, int]:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(io.BytesIO(data)) as image:
+            with Image.open(image_file) as image:
                 width, height = image.size
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise MediaRejected("decompression_bomb", f"image declares too many pixels ({exc})") from exc
@@ -126,11 +131,34 @@ def inspect_media(
     {"image", "document"} to take PDFs as documents, or {"image", "document", "archive", "other"} for a
     files source that allows any type (executables are refused whatever is allowed).
     """
-    if not data:
+    return inspect_media_parts(
+        len(data),
+        data,
+        data,
+        lambda: io.BytesIO(data),
+        allowed_kinds=allowed_kinds,
+        max_bytes=max_bytes,
+        max_pixels=max_pixels,
+    )
+
+
+def inspect_media_parts(
+    size: int,
+    head: bytes,
+    tail: bytes,
+    open_content: Callable[[], BinaryIO],
+    *,
+    allowed_kinds: frozenset[str] = frozenset({"image"}),
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> MediaInfo:
+    """`inspect_media` for content that is not in memory (a spooled blob): the same checks from its
+    size, first bytes (>= 64), last bytes (>= 64 KB) and a reader for the image header."""
+    if not size:
         raise MediaRejected("empty", "the value is empty")
-    if len(data) > max_bytes:
-        raise MediaRejected("too_large", f"{len(data):,} bytes is over the {max_bytes:,}-byte limit")
-    mime, extension, kind = sniff(data)
+    if size > max_bytes:
+        raise MediaRejected("too_large", f"{size:,} bytes is over the {max_bytes:,}-byte limit")
+    mime, extension, kind = sniff(head)
     if kind == "executable":
         raise MediaRejected("executable", f"content is an executable ({mime}); never stored")
     if kind not in allowed_kinds:
@@ -143,7 +171,8 @@ def inspect_media(
         return MediaInfo(mime, extension, kind)
     if mime == "image/heic":
         raise MediaRejected("unsupported_image", "HEIC cannot be decoded by this platform's Pillow build")
-    if _is_truncated(mime, data):
+    if _is_truncated(mime, head, tail, size):
         raise MediaRejected("truncated_image", f"{mime} ends before its end-of-image marker")
-    width, height = _dimensions(data, max_pixels)
+    with open_content() as image_file:
+        width, height = _dimensions(image_file, max_pixels)
     return MediaInfo(mime, extension, kind, width, height)

@@ -37,7 +37,14 @@ from sqlalchemy.dialects.postgresql import insert
 
 from core.catalog.models import Upload
 from core.imaging import ImageDecodeError, RenderResult, UploadLimits, VariantPlan, render_variants
-from core.ingest import record_quarantine, store_verified, upsert_object, upsert_reference
+from core.ingest import (
+    ObjectVanished,
+    StoredBlob,
+    record_quarantine,
+    store_verified,
+    upsert_object,
+    upsert_reference,
+)
 from core.keys import upload_key
 from core.media_types import MediaInfo, MediaRejected, inspect_media
 from core.objectstore.base import ObjectInfo, ObjectStore, ObjectStoreError, sha256_hex
@@ -437,6 +444,37 @@ def process_uploads(
     return stats
 
 
+def _catalog_upload(
+    engine: sa.Engine,
+    store: ObjectStore,
+    data: bytes,
+    sha256: str,
+    info: MediaInfo,
+    owner_id: str,
+    upload_id: int,
+) -> tuple[int, StoredBlob]:
+    """Store (or find) the original and record it; uploads again if retention purged it in between."""
+    for attempt in range(3):
+        blob = store_verified(store, data, sha256, info)
+        try:
+            with engine.begin() as conn:
+                object_id = upsert_object(conn, blob, info, store.provider, store=store)
+                upsert_reference(
+                    conn,
+                    object_id=object_id,
+                    owner_id=owner_id,
+                    origin="upload",
+                    source_name=SOURCE_NAME,
+                    source_table="uploads",
+                    source_pk=str(upload_id),
+                )
+            return object_id, blob
+        except ObjectVanished:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _process_one(
     engine: sa.Engine,
     store: ObjectStore,
@@ -479,18 +517,7 @@ def _process_one(
         reject(exc.code, exc.reason, data, head)
         return
     sha256 = sha256_hex(data)
-    blob = store_verified(store, data, sha256, info)
-    with engine.begin() as conn:
-        object_id = upsert_object(conn, blob, info, store.provider)
-        upsert_reference(
-            conn,
-            object_id=object_id,
-            owner_id=row.owner_id,
-            origin="upload",
-            source_name=SOURCE_NAME,
-            source_table="uploads",
-            source_pk=str(row.id),
-        )
+    object_id, blob = _catalog_upload(engine, store, data, sha256, info, row.owner_id, row.id)
     if rendered is not None:
         original = Original(object_id, sha256, blob.key, blob.size, info.mime_type)
         stats.variants.merge(process_original(store, engine, original, plan, prerendered=rendered))

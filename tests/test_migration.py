@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from core.catalog.db import get_engine
+from core.catalog.db import get_engine, upgrade_catalog
+from core.ingest import store_verified, upsert_object
+from core.media_types import inspect_media
 from core.migration.engine import MigrationSettings, migrate_source
+from core.migration.scan import iter_batches
 from core.objectstore.base import ObjectStore, TransientStorageError
 from core.objectstore.local import LocalObjectStore
 from core.objectstore.s3 import S3ObjectStore
@@ -28,6 +31,10 @@ from tests.support.services import s3_client
 
 DECLARED = (("files", "mime_type"),)
 SMALL = MigrationSettings(batch_rows=2, batch_bytes=4096, workers=3, declared_type_columns=DECLARED)
+#: Every row read in slices (core.migration.stream), as rows of tens of MB are in production.
+STREAMED = MigrationSettings(
+    batch_rows=2, batch_bytes=4096, workers=3, declared_type_columns=DECLARED, stream_above_bytes=0
+)
 
 
 def local_store(tmp_path: Path) -> LocalObjectStore:
@@ -231,3 +238,124 @@ def test_an_identifier_that_is_not_plain_is_refused() -> None:
                 "format": "base64",
             }
         )
+
+
+def test_rows_read_in_slices_migrate_like_whole_rows_and_keep_the_rest_of_the_json_byte_for_byte(
+    database_url: str, tmp_path: Path
+) -> None:
+    fixture = create_legacy_tables(database_url)
+    with get_engine(database_url).connect() as conn:
+        original = conn.execute(sa.text("SELECT data FROM stories WHERE id = 1")).scalar_one()
+    store = local_store(tmp_path)
+    stats = migrate_all(database_url, store, STREAMED)
+    assert_fully_migrated(database_url, store, fixture)
+    assert sum(s.blobs_moved for s in stats.values()) == len(fixture.good)
+    assert sum(s.quarantined for s in stats.values()) == len(fixture.bad)
+    assert stats["files"].quarantine_reasons == {"executable": 1, "not_image": 1}
+    with get_engine(database_url).connect() as conn:
+        spliced = conn.execute(sa.text("SELECT data FROM stories WHERE id = 1")).scalar_one()
+    # Only the base64 strings were replaced: everything between them is the app's text, unchanged.
+    doc = json.loads(spliced)
+    expected = original
+    for image in json.loads(original)["images"]:
+        if isinstance(image.get("data"), str):
+            expected = expected.replace(json.dumps(image["data"]), "\x00", 1)
+    assert [piece for piece in expected.split("\x00")] == [piece for piece in _split_references(spliced, doc)]
+    again = migrate_all(database_url, store, STREAMED)
+    assert sum(s.blobs_moved for s in again.values()) == 0
+    assert sum(s.objects_uploaded for s in again.values()) == 0
+    assert sum(s.already_migrated for s in again.values()) == len(fixture.good)
+
+
+def _split_references(text: str, doc: dict[str, object]) -> list[str]:
+    images = doc["images"]
+    assert isinstance(images, list)
+    for image in images:
+        if isinstance(image.get("data"), str):
+            text = text.replace(json.dumps(image["data"]), "\x00", 1)
+    return text.split("\x00")
+
+
+def test_batches_follow_numeric_key_order_and_stay_within_the_byte_limit(database_url: str) -> None:
+    """Keys 1..30 as numbers, not as text ('10' < '9'): each batch holds at most 2 rows of 1000 bytes."""
+    engine = get_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE blobs (id integer PRIMARY KEY, owner integer, b64 text)"))
+        conn.execute(
+            sa.text("INSERT INTO blobs SELECT g, 1, repeat('QUJD', 250) FROM generate_series(1, 30) g")
+        )
+    source = parse_source(
+        {
+            "name": "blobs",
+            "table": "blobs",
+            "primary_key": "id",
+            "owner_column": "owner",
+            "column": "b64",
+            "format": "base64",
+            "accept": "any",
+            "reference": "key",
+        }
+    )
+    batches = [[row.pk for row in batch] for batch in iter_batches(engine, source, "integer", max_bytes=2500)]
+    assert [pk for batch in batches for pk in batch] == list(range(1, 31))
+    assert all(len(batch) <= 2 for batch in batches)
+
+
+@pytest.mark.parametrize("stream_above", [8 * 1024 * 1024, 0], ids=["row-whole", "row-in-slices"])
+def test_an_object_retention_purges_between_verification_and_commit_is_uploaded_again(
+    database_url: str, tmp_path: Path, stream_above: int
+) -> None:
+    """The content is already stored (an old upload nobody references). The migration finds it, and
+    before the row commits, retention marks it deleted and purges its bytes. Reviving the catalog row
+    then would point the rewritten row at nothing: the object must be uploaded again first."""
+    upgrade_catalog(database_url)
+    engine = get_engine(database_url)
+    store = local_store(tmp_path)
+    picture = jpeg(7)
+    sha = hashlib.sha256(picture).hexdigest()
+    info = inspect_media(picture)
+    blob = store_verified(store, picture, sha, info)
+    with engine.begin() as conn:
+        upsert_object(conn, blob, info, store.provider, store=store)
+        conn.execute(sa.text("CREATE TABLE photos (id integer PRIMARY KEY, owner integer, b64 text)"))
+        conn.execute(sa.text("INSERT INTO photos VALUES (1, 1, :v)"), {"v": b64(picture)})
+    source = parse_source(
+        {
+            "name": "photos",
+            "table": "photos",
+            "primary_key": "id",
+            "owner_column": "owner",
+            "column": "b64",
+            "format": "base64",
+            "accept": "images",
+            "reference": "url",
+        }
+    )
+    struck = []
+
+    def retention_strikes(event: str) -> None:
+        if event == "object_stored" and not struck:  # verified, not yet committed
+            struck.append(event)
+            # What a retention sweep and its purge leave behind for an unreferenced object.
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text(
+                        "UPDATE media_catalog.stored_objects SET status = 'deleted', deleted_at = now() "
+                        "WHERE sha256 = :s"
+                    ),
+                    {"s": sha},
+                )
+            assert store.delete_keys([blob.key]) == []
+
+    settings = MigrationSettings(workers=1, stream_above_bytes=stream_above)
+    stats = migrate_source(engine, store, source, settings=settings, on_event=retention_strikes)
+
+    with engine.connect() as conn:
+        value = conn.execute(sa.text("SELECT b64 FROM photos WHERE id = 1")).scalar_one()
+        status = conn.execute(
+            sa.text("SELECT status FROM media_catalog.stored_objects WHERE sha256 = :s"), {"s": sha}
+        ).scalar_one()
+    assert status == "verified"
+    assert store.exists(reference_key(value)), "the row points at an object retention purged"
+    assert hashlib.sha256(store.get_bytes(reference_key(value))).hexdigest() == sha
+    assert struck and stats.rows_retried == 1 and stats.blobs_moved == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -37,8 +38,9 @@ def demo(database_url: str) -> object:
     return summary
 
 
+@pytest.mark.parametrize("stream_above", [None, 0], ids=["configured", "every-row-in-slices"])
 def test_demo_database_migrates_and_every_bad_payload_is_quarantined(
-    database_url: str, tmp_path: Path, demo
+    database_url: str, tmp_path: Path, demo, stream_above: int | None
 ) -> None:
     before = all_values(database_url)
     originals = {}
@@ -46,6 +48,8 @@ def test_demo_database_migrates_and_every_bad_payload_is_quarantined(
         with contextlib.suppress(CorruptBase64):
             originals[place] = hashlib.sha256(decode_blob_text(str(value)).data).hexdigest()
     settings = load_migration_config().engine
+    if stream_above is not None:
+        settings = replace(settings, stream_above_bytes=stream_above)
     store = LocalObjectStore(tmp_path / "objects", signing_secret="s")
     engine = get_engine(database_url)
     stats = [migrate_source(engine, store, s, settings=settings) for s in sources()]

@@ -9,14 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from core.blobcodec import CorruptBase64, decode_blob_text
 from core.catalog.db import PROJECT_ROOT
 from core.objectstore.local import LocalObjectStore
 from tests.support.migration import all_values, assert_fully_migrated, create_legacy_tables, reference_key
 
 
-def run_worker(url: str, root: Path, *kill: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+def run_worker(url: str, root: Path, *kill: str, stream_above: int) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "MIGRATION_STREAM_ABOVE": str(stream_above)}
     return subprocess.run(
         [sys.executable, "-m", "tests.support.migration_worker", url, str(root), *kill],
         cwd=PROJECT_ROOT,
@@ -40,7 +42,10 @@ def original_checksums(url: str) -> dict[tuple[str, str, str], str]:
     return out
 
 
-def test_killed_runs_resume_and_every_blob_matches_its_original(database_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stream_above", [8 * 1024 * 1024, 0], ids=["rows-whole", "rows-in-slices"])
+def test_killed_runs_resume_and_every_blob_matches_its_original(
+    database_url: str, tmp_path: Path, stream_above: int
+) -> None:
     fixture = create_legacy_tables(database_url, stories=5)
     originals = original_checksums(database_url)
     before = all_values(database_url)
@@ -53,9 +58,9 @@ def test_killed_runs_resume_and_every_blob_matches_its_original(database_url: st
         ("object_stored", "5"),
     ]
     for event, count in kill_points:
-        result = run_worker(database_url, root, event, count)
+        result = run_worker(database_url, root, event, count, stream_above=stream_above)
         assert result.returncode == -signal.SIGKILL, (event, result.stderr[-2000:])
-    final = run_worker(database_url, root)
+    final = run_worker(database_url, root, stream_above=stream_above)
     assert final.returncode == 0, final.stderr[-2000:]
 
     store = LocalObjectStore(root, signing_secret="s")

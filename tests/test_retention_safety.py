@@ -4,15 +4,19 @@ interrupted sweep's rerun finishes the job without errors; a revived object is n
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from core.ingest import StoredBlob, upsert_object, upsert_reference
 from core.objectstore.local import LocalObjectStore
 from core.retention.policies import ORPHANED_OBJECTS
 from tests.support.retention import (
+    PNG,
     C,
     add_object,
     add_ref,
@@ -207,3 +211,51 @@ def test_storage_failures_stay_queued_and_are_reported(engine: sa.Engine, tmp_pa
         k=key,
     )
     assert len(queued) == 1 and queued[0].attempts >= 1 and queued[0].last_error == "AccessDenied"
+
+
+def test_a_purge_waiting_on_an_object_being_revived_keeps_its_bytes(
+    engine: sa.Engine, store: LocalObjectStore, tmp_path: Path
+) -> None:
+    """The migration (or an upload) revives a deleted object while a purge of its key is under way:
+    the purge waits for the row lock, reads the status again, and leaves the bytes of the revived row."""
+    object_id, key = add_object(engine, store, "purged while being migrated again")
+    crashing = CrashingStore(tmp_path / "objects", signing_secret="test-signing-secret")
+    with pytest.raises(KeyboardInterrupt):
+        sweep(engine, crashing, cfg=only(ORPHANED_OBJECTS), run_id="crashed")  # deleted, key queued
+    assert status(engine, object_id) == "deleted" and store.exists(key)
+
+    data = b"purged while being migrated again"
+    blob = StoredBlob(key, hashlib.sha256(data).hexdigest(), len(data), uploaded=False)
+    with engine.connect() as reviver:
+        transaction = reviver.begin()
+        # Bytes still there: the row is revived under its lock (not yet committed) and gets a reference.
+        assert upsert_object(reviver, blob, PNG, store.provider, store=store) == object_id
+        upsert_reference(
+            reviver,
+            object_id=object_id,
+            owner_id="erin",
+            origin="migration",
+            source_name="stories",
+            source_table="stories",
+            source_pk="1",
+        )
+        result: list[object] = []
+        purger = threading.Thread(
+            target=lambda: result.append(sweep(engine, store, cfg=only(ORPHANED_OBJECTS), run_id="rerun"))
+        )
+        purger.start()
+        deadline = time.monotonic() + 30
+        while not scalar(
+            engine,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE '%stored_objects WHERE id = ANY%FOR UPDATE%'",
+        ):
+            assert time.monotonic() < deadline, "the purge never waited for the row lock"
+            time.sleep(0.05)
+        transaction.commit()
+    purger.join(timeout=60)
+
+    assert result, "the purge did not finish"
+    assert status(engine, object_id) == "verified"
+    assert store.exists(key), "the purge deleted the bytes of a row revived while it waited"
+    assert scalar(engine, f"SELECT count(*) FROM {C}.retention_pending_deletes") == 0

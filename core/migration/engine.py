@@ -7,6 +7,14 @@ quarantine rows for every refused value, and the row rewrite guarded by the row 
 row the app changed meanwhile is left for the next pass. No row is rewritten unless its objects are
 verified; a refused value stays in the row as it was.
 
+Memory does not follow the data: a row whose column is over `stream_above_bytes` is never fetched
+whole but read in slices (core.migration.stream): plain base64 is decoded slice by slice into a spool,
+JSON is tokenised as it streams and each blob handed to the workers on its own, within a byte budget
+(`in_flight_bytes`) of base64 not yet decoded. Smaller rows come in keyset batches of `batch_bytes`.
+
+If retention purges an object between its verification and the row's commit, `upsert_object` notices
+(ObjectVanished), the transaction rolls back and the row is processed again at the end of the pass.
+
 Progress (last primary key, rows scanned) is persisted after every batch. A run killed at any moment
 resumes from there; rows already rewritten are recognised by their references and objects already
 stored are found by their content address, so nothing is stored twice and nothing is lost. A pass that
@@ -17,6 +25,8 @@ app wrote with base64 since (hybrid mode) and moves nothing else.
 from __future__ import annotations
 
 import hashlib
+import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -27,14 +37,39 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from core.blobcodec import CorruptBase64, decode_blob_text, set_json_path
+from core.blobcodec import Base64Decoder, CorruptBase64, decode_blob_text, parse_data_uri, set_json_path
 from core.catalog.models import MigrationProgress, QuarantineRecord, StoredObject
-from core.ingest import StoredBlob, record_quarantine, store_verified, upsert_object, upsert_reference
-from core.media_types import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, MediaInfo, MediaRejected, inspect_media
+from core.ingest import (
+    ObjectVanished,
+    StoredBlob,
+    record_quarantine,
+    store_verified,
+    store_verified_file,
+    upsert_object,
+    upsert_reference,
+)
+from core.media_types import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    MediaInfo,
+    MediaRejected,
+    inspect_media,
+    inspect_media_parts,
+)
 from core.migration.memory import limit_heap_fragmentation
 from core.migration.references import is_reference, make_reference
-from core.migration.scan import SourceRow, UnreadableRow, dump_document, iter_batches, parse_row
+from core.migration.scan import SourceRow, UnreadableRow, dump_document, fetch_rows, iter_batches, parse_row
 from core.migration.scan import validate_source as validate_source
+from core.migration.stream import (
+    BadJson,
+    RowChanged,
+    Skeleton,
+    Spool,
+    read_slices,
+    scan_json,
+    splice_sql,
+    text_slices,
+)
 from core.objectstore.base import ObjectStore
 from core.sources import BlobSource
 
@@ -48,6 +83,10 @@ class MigrationSettings:
     batch_rows: int = 32
     batch_bytes: int = 32 * 1024 * 1024
     workers: int = 4
+    #: Rows whose column is bigger than this are read in slices, never whole (core.migration.stream).
+    stream_above_bytes: int = 8 * 1024 * 1024
+    #: Base64 text handed to the workers and not yet decoded, at most (bounds memory on streamed rows).
+    in_flight_bytes: int = 24 * 1024 * 1024
     max_blob_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
     #: source name -> column holding the app's declared MIME type (e.g. files.mime_type)
@@ -64,6 +103,7 @@ class MigrationStats:
     rows_scanned: int = 0
     rows_rewritten: int = 0
     rows_changed_concurrently: int = 0
+    rows_retried: int = 0  # processed again because retention purged their object mid-way
     blobs_moved: int = 0
     bytes_moved: int = 0  # decoded bytes of the moved blobs
     encoded_bytes_moved: int = 0  # characters of base64 removed from the rows
@@ -100,6 +140,16 @@ class _RowChanged(Exception):
     """The app rewrote the row while we worked on it; roll back and leave it for the next pass."""
 
 
+@dataclass(frozen=True)
+class _Changed:
+    """Outcome of a streamed read that found the row changed (or gone) under it."""
+
+
+@dataclass(frozen=True)
+class _AlreadyMigrated:
+    """Outcome of a streamed read that found a reference, not base64."""
+
+
 def process_value(
     value: Any,
     path: str,
@@ -126,7 +176,18 @@ def process_value(
         )
     except MediaRejected as exc:
         return _Refused(path, exc.code, exc.reason, sha256, len(data))
-    declared = (decoded.declared_mime or declared_mime or "").strip().lower()
+    mislabelled = _mislabelled(path, decoded.declared_mime or declared_mime, info, sha256, len(data))
+    if mislabelled is not None:
+        return mislabelled
+    assert sha256 is not None  # inspect_media refuses empty data
+    blob = store_verified(store, data, sha256, info)
+    return _Stored(path, blob, info, decoded.encoded_length)
+
+
+def _mislabelled(
+    path: str, declared_mime: str | None, info: MediaInfo, sha256: str | None, size: int
+) -> _Refused | None:
+    declared = (declared_mime or "").strip().lower()
     if declared.startswith("image/") and info.kind != "image":
         # The app labels it an image and would serve it as one; content says otherwise.
         return _Refused(
@@ -134,11 +195,119 @@ def process_value(
             "not_image",
             f"declared {declared} but the content is {info.mime_type} (from magic bytes)",
             sha256,
-            len(data),
+            size,
         )
-    assert sha256 is not None  # inspect_media refuses empty data
-    blob = store_verified(store, data, sha256, info)
-    return _Stored(path, blob, info, decoded.encoded_length)
+    return None
+
+
+def process_streamed_text(
+    engine: sa.Engine,
+    row: SourceRow,
+    source: BlobSource,
+    store: ObjectStore,
+    settings: MigrationSettings,
+) -> _Stored | _Refused | _AlreadyMigrated:
+    """`process_value` for a plain base64 / data: URI column read in slices: decoded into a Spool, so
+    neither the text nor the bytes are ever whole in memory. RowChanged if the row changes meanwhile."""
+    slices = text_slices(read_slices(engine, source, row.pk, row.xmin))
+    try:
+        head = next(slices, "")
+        first = head.decode("ascii") if isinstance(head, bytes) else head
+        del head
+        length = len(first)
+        if is_reference(first):
+            return _AlreadyMigrated()
+        payload, declared_mime = first, row.declared_mime
+        if first[:5].lower() == "data:":
+            try:
+                declared_mime, payload = parse_data_uri(first)
+            except CorruptBase64 as exc:
+                return _Refused("", "corrupt_base64", f"{exc.code}: {exc.reason}")
+            declared_mime = declared_mime or row.declared_mime
+        del first
+        decoder = Base64Decoder()
+        with Spool() as spool:
+            spool.write(decoder.feed(payload))
+            del payload
+            for text in slices:
+                length += len(text)
+                spool.write(decoder.feed(text))
+            try:
+                spool.write(decoder.finish())
+            except CorruptBase64 as exc:
+                return _Refused("", "corrupt_base64", f"{exc.code}: {exc.reason}")
+            sha256 = spool.sha256 if spool.size else None
+            try:
+                info = inspect_media_parts(
+                    spool.size,
+                    spool.head,
+                    spool.tail,
+                    spool.open,
+                    allowed_kinds=source.allowed_kinds,
+                    max_bytes=settings.max_blob_bytes,
+                    max_pixels=settings.max_pixels,
+                )
+            except MediaRejected as exc:
+                return _Refused("", exc.code, exc.reason, sha256, spool.size)
+            mislabelled = _mislabelled("", declared_mime, info, sha256, spool.size)
+            if mislabelled is not None:
+                return mislabelled
+            assert sha256 is not None
+            data = spool.in_memory()
+            if data is not None:
+                blob = store_verified(store, data, sha256, info)
+            else:
+                blob = store_verified_file(store, spool.file_path(), spool.size, sha256, info)
+            return _Stored("", blob, info, length)
+    finally:
+        slices.close()
+
+
+@dataclass
+class _StreamedDoc:
+    """Where a streamed JSON row's strings are: byte spans of the blobs, the paths of all wanted strings
+    (holes) in document order, and the bytes around them when they were small enough to keep."""
+
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+    holes: list[str] = field(default_factory=list)
+    skeleton: Skeleton = field(default_factory=Skeleton)
+
+    def rebuild(self, replacements: list[tuple[str, str]]) -> str | None:
+        """The new document when every hole gets a reference (else None: splice on the server)."""
+        references = dict(replacements)
+        if not self.skeleton.complete or set(references) != set(self.holes):
+            return None
+        if len(self.holes) != len(self.skeleton.segments) - 1:
+            return None
+        values = [json.dumps(references[path], ensure_ascii=False).encode("utf-8") for path in self.holes]
+        return self.skeleton.fill(values).decode("utf-8")
+
+
+#: A row between reading and commit: (row identity, parsed document, futures, refusals, where a streamed
+#: JSON row's strings are, whether the row changed while it was read).
+_Planned = tuple[SourceRow, Any, "list[Future[Any]]", "list[_Refused]", "_StreamedDoc | None", bool]
+
+
+class _ByteBudget:
+    """At most `limit` bytes of base64 text handed out and not yet processed (a bigger single value
+    waits until nothing else is in flight)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = max(1, limit)
+        self._used = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, size: int) -> int:
+        size = min(size, self._limit)
+        with self._cond:
+            self._cond.wait_for(lambda: self._used + size <= self._limit)
+            self._used += size
+        return size
+
+    def release(self, size: int) -> None:
+        with self._cond:
+            self._used -= size
+            self._cond.notify_all()
 
 
 def _load_progress(conn: sa.Connection, name: str) -> tuple[str | None, int]:
@@ -194,13 +363,31 @@ class SourceMigrator:
         self.run_id = run_id
         self.on_event = on_event or (lambda _event: None)
         self.stats = MigrationStats(source=source.name)
+        self._budget = _ByteBudget(self.settings.in_flight_bytes)
+        self._vanished: list[Any] = []  # rows to process again (see ObjectVanished)
         self.declared_column = self.settings.declared_type_column(source.name)
 
     def _event(self, name: str) -> None:
         self.on_event(name)
 
-    def _process(self, value: Any, path: str, declared_mime: str | None) -> _Stored | _Refused:
-        outcome = process_value(value, path, self.source, self.store, self.settings, declared_mime)
+    def _process(
+        self, value: Any, path: str, declared_mime: str | None, budget: tuple[_ByteBudget, int] | None = None
+    ) -> _Stored | _Refused:
+        try:
+            outcome = process_value(value, path, self.source, self.store, self.settings, declared_mime)
+        finally:
+            del value
+            if budget is not None:
+                budget[0].release(budget[1])
+        if isinstance(outcome, _Stored):
+            self._event("object_stored")
+        return outcome
+
+    def _process_streamed(self, row: SourceRow) -> _Stored | _Refused | _Changed | _AlreadyMigrated:
+        try:
+            outcome = process_streamed_text(self.engine, row, self.source, self.store, self.settings)
+        except RowChanged:
+            return _Changed()
         if isinstance(outcome, _Stored):
             self._event("object_stored")
         return outcome
@@ -212,6 +399,7 @@ class SourceMigrator:
             pk_type = validate_source(conn, self.source, self.declared_column)
             last_pk, rows_scanned = _load_progress(conn, self.source.name)
         self.stats.resumed_from_pk = last_pk
+        self._budget = _ByteBudget(self.settings.in_flight_bytes)
         with ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="migrate") as pool:
             batches = iter_batches(
                 self.engine,
@@ -221,6 +409,7 @@ class SourceMigrator:
                 max_rows=self.settings.batch_rows,
                 max_bytes=self.settings.batch_bytes,
                 declared_mime_column=self.declared_column,
+                stream_above=self.settings.stream_above_bytes,
             )
             while (batch := next(batches, None)) is not None:
                 batch_last_pk, batch_rows = str(batch[-1].pk), len(batch)
@@ -231,16 +420,88 @@ class SourceMigrator:
                 with self.engine.begin() as conn:
                     _save_progress(conn, self.source.name, batch_last_pk, rows_scanned, self.run_id)
                 self._event("batch_done")
+            # Rows whose object retention purged between its verification and the commit: again, now
+            # that their objects are known to be gone (store_verified uploads them anew).
+            for _round in range(3):
+                if not self._vanished:
+                    break
+                pks, self._vanished = [str(pk) for pk in self._vanished], []
+                retry = fetch_rows(
+                    self.engine,
+                    self.source,
+                    pk_type,
+                    pks,
+                    declared_mime_column=self.declared_column,
+                    stream_above=self.settings.stream_above_bytes,
+                )
+                self.stats.rows_retried += len(retry)
+                self._run_batch(pool, retry)
+            if self._vanished:
+                raise ObjectVanished(f"{self.source.name}: objects of rows {self._vanished} keep vanishing")
         # A complete pass: the next run starts again from the top (hybrid mode picks up new base64 rows).
         reset_progress(self.engine, self.source.name)
         self.stats.elapsed_seconds = time.monotonic() - started
         return self.stats
 
+    def _submit(self, pool: ThreadPoolExecutor, value: Any, path: str, row: SourceRow) -> Future[Any]:
+        """Hand one value to the workers; a streamed row's values wait for room in the byte budget."""
+        if row.streamed and isinstance(value, str):
+            held = self._budget.acquire(len(value))
+            return pool.submit(self._process, value, path, row.declared_mime, (self._budget, held))
+        return pool.submit(self._process, value, path, row.declared_mime)
+
+    def _plan_streamed_json(
+        self, pool: ThreadPoolExecutor, row: SourceRow
+    ) -> tuple[list[Future[Any]], list[_Refused], _StreamedDoc, bool]:
+        """Read a big JSON row in slices, submitting each blob as it passes; (futures, refusals, where
+        the blobs are in the document, whether the row changed under us)."""
+        futures: list[Future[Any]] = []
+        refused: list[_Refused] = []
+        streamed = _StreamedDoc()
+        spans = streamed.spans
+        chunks = read_slices(self.engine, self.source, row.pk, row.xmin)
+        try:
+            for found in scan_json(chunks, self.source.json_paths, streamed.skeleton):
+                if found.type_name == "str":
+                    streamed.holes.append(found.path)
+                if found.type_name != "str":
+                    reason = f"expected base64 text, found JSON {found.type_name}"
+                    refused.append(_Refused(found.path, "not_text", reason))
+                    continue
+                if is_reference(found.value):
+                    self.stats.already_migrated += 1
+                    continue
+                spans[found.path] = (found.start, found.end)
+                futures.append(self._submit(pool, found.value, found.path, row))
+                del found
+        except RowChanged:
+            return futures, [], _StreamedDoc(), True
+        except BadJson as exc:
+            # Nothing of this row is rewritten; objects already stored stay content-addressed.
+            unreadable = _Refused("", "unreadable_json", f"column is not valid JSON: {exc}")
+            return futures, [unreadable], _StreamedDoc(), False
+        finally:
+            chunks.close()
+        return futures, refused, streamed, False
+
     def _run_batch(self, pool: ThreadPoolExecutor, batch: list[SourceRow]) -> None:
-        planned: list[tuple[SourceRow, Any, list[Future[_Stored | _Refused]], list[_Refused]]] = []
+        planned: list[_Planned] = []
+        json_source = self.source.format in ("json_text", "jsonb")
         for row in batch:
-            futures: list[Future[_Stored | _Refused]] = []
+            # Rows whose blobs are done commit while the workers carry on with the rows planned after.
+            self._commit_planned(planned, wait=False)
+            futures: list[Future[Any]] = []
             refused: list[_Refused] = []
+            if row.streamed and json_source:
+                futures, refused, streamed, changed = self._plan_streamed_json(pool, row)
+                if not changed and refused and refused[-1].code == "unreadable_json":
+                    futures = []  # outcomes are not used: the row is quarantined whole
+                planned.append((row, None, futures, refused, streamed, changed))
+                continue
+            if row.streamed:
+                futures.append(pool.submit(self._process_streamed, row))
+                planned.append((row, None, futures, refused, None, False))
+                continue
             try:
                 doc, candidates = parse_row(self.source, row.value)
             except UnreadableRow as exc:
@@ -252,22 +513,38 @@ class SourceMigrator:
                 if is_reference(candidate.value):
                     self.stats.already_migrated += 1
                     continue
-                futures.append(pool.submit(self._process, candidate.value, candidate.path, row.declared_mime))
+                futures.append(self._submit(pool, candidate.value, candidate.path, row))
             # Keep the row's identity, not its text: the parsed document (or the futures) hold the blobs.
-            planned.append((replace(row, value=None), doc, futures, refused))
+            planned.append((replace(row, value=None), doc, futures, refused, None, False))
         batch.clear()
         row = doc = candidates = candidate = None  # type: ignore[assignment]  # drop the last row's text
-        while planned:
-            row, doc, futures, refused = planned.pop(0)
+        self._commit_planned(planned, wait=True)
+
+    def _commit_planned(self, planned: list[_Planned], *, wait: bool) -> None:
+        """Commit planned rows in order: all of them (wait), or those at the front whose blobs are done."""
+        while planned and (wait or all(f.done() for f in planned[0][2])):
+            row, doc, futures, refused, streamed, changed = planned.pop(0)
             outcomes = [f.result() for f in futures]  # a storage failure after retries ends the run here
+            self.stats.already_migrated += sum(isinstance(o, _AlreadyMigrated) for o in outcomes)
+            if changed or any(isinstance(o, _Changed) for o in outcomes):
+                self.stats.rows_changed_concurrently += 1
+                continue
             self._commit_row(
                 row,
                 doc,
                 [o for o in outcomes if isinstance(o, _Stored)],
                 refused + [o for o in outcomes if isinstance(o, _Refused)],
+                streamed,
             )
 
-    def _commit_row(self, row: SourceRow, doc: Any, stored: list[_Stored], refused: list[_Refused]) -> None:
+    def _commit_row(
+        self,
+        row: SourceRow,
+        doc: Any,
+        stored: list[_Stored],
+        refused: list[_Refused],
+        streamed: _StreamedDoc | None = None,
+    ) -> None:
         if not stored and not refused:
             return
         source = self.source
@@ -276,11 +553,24 @@ class SourceMigrator:
             with self.engine.begin() as conn:
                 replacements: list[tuple[str, str]] = []
                 known = 0
+                # Content the catalog already had (or an earlier blob of this row adds): stored once.
+                seen = (
+                    set(
+                        conn.execute(
+                            sa.select(StoredObject.sha256).where(
+                                StoredObject.sha256.in_({item.blob.sha256 for item in stored})
+                            )
+                        ).scalars()
+                    )
+                    if stored
+                    else set()
+                )
                 for item in stored:
-                    known += conn.execute(
-                        sa.select(sa.func.count()).where(StoredObject.sha256 == item.blob.sha256)
-                    ).scalar_one()
-                    object_id = upsert_object(conn, item.blob, item.info, self.store.provider)
+                    known += item.blob.sha256 in seen
+                    seen.add(item.blob.sha256)
+                    object_id = upsert_object(
+                        conn, item.blob, item.info, self.store.provider, store=self.store
+                    )
                     upsert_reference(
                         conn,
                         object_id=object_id,
@@ -291,16 +581,17 @@ class SourceMigrator:
                         source_pk=pk_text,
                         json_path=item.path,
                     )
+                    replacements.append(
+                        (item.path, make_reference(source.reference, item.blob.key, object_id))
+                    )
+                if stored:
                     # A value quarantined earlier and since fixed by the app is no longer in quarantine.
                     conn.execute(
                         sa.delete(QuarantineRecord).where(
                             QuarantineRecord.source_table == source.table,
                             QuarantineRecord.source_pk == pk_text,
-                            QuarantineRecord.json_path == item.path,
+                            QuarantineRecord.json_path.in_([item.path for item in stored]),
                         )
-                    )
-                    replacements.append(
-                        (item.path, make_reference(source.reference, item.blob.key, object_id))
                     )
                 for item in refused:
                     record_quarantine(
@@ -316,25 +607,40 @@ class SourceMigrator:
                         run_id=self.run_id,
                     )
                 if replacements:
-                    if doc is None:
-                        new_value = replacements[0][1]
+                    whole = streamed.rebuild(replacements) if streamed is not None else None
+                    if streamed is not None and whole is None:
+                        # A streamed JSON row whose other bytes were not kept: splice on the server.
+                        spans = streamed.spans
+                        edits = sorted((spans[path], reference) for path, reference in replacements)
+                        params: dict[str, Any] = {
+                            f"r{i}": json.dumps(reference, ensure_ascii=False).encode("utf-8")
+                            for i, (_span, reference) in enumerate(edits)
+                        }
+                        statement = splice_sql(source, [span for span, _reference in edits])
                     else:
-                        for path, reference in replacements:
-                            set_json_path(doc, path, reference)
-                        new_value = dump_document(doc)
-                    cast = "CAST(:v AS jsonb)" if source.format == "jsonb" else ":v"
-                    result = conn.execute(
-                        sa.text(
+                        if whole is not None:
+                            new_value = whole
+                        elif doc is None:
+                            new_value = replacements[0][1]
+                        else:
+                            for path, reference in replacements:
+                                set_json_path(doc, path, reference)
+                            new_value = dump_document(doc)
+                        cast = "CAST(:v AS jsonb)" if source.format == "jsonb" else ":v"
+                        statement = (
                             f'UPDATE {source.qualified_table} SET "{source.column}" = {cast} '
                             f'WHERE "{source.primary_key}" = :pk AND xmin::text = :xmin'
-                        ),
-                        {"v": new_value, "pk": row.pk, "xmin": row.xmin},
-                    )
+                        )
+                        params = {"v": new_value}
+                    result = conn.execute(sa.text(statement), {**params, "pk": row.pk, "xmin": row.xmin})
                     if result.rowcount != 1:
                         raise _RowChanged
                     self._event("row_updated")
         except _RowChanged:
             self.stats.rows_changed_concurrently += 1
+            return
+        except ObjectVanished:
+            self._vanished.append(row.pk)
             return
         self._event("row_committed")
         stats = self.stats

@@ -30,6 +30,7 @@ class SourceRow:
     xmin: str  # row version: a concurrent app write changes it, which guards the rewrite
     value: str | None  # the column as text (jsonb rendered as text)
     declared_mime: str | None = None  # the app's own type label, when the source has one
+    streamed: bool = False  # too big to fetch whole: `value` is None and the row is read in slices
 
 
 def _q(name: str) -> str:
@@ -94,6 +95,42 @@ def _value_expr(source: BlobSource) -> str:
     return f"{column}::text" if source.format == "jsonb" else column
 
 
+def _row_columns(source: BlobSource, declared_mime_column: str | None, stream_above: int | None) -> str:
+    """The SELECT list that `_to_row` reads."""
+    declared = f"{_q(declared_mime_column)}::text" if declared_mime_column else "NULL::text"
+    if stream_above is None:
+        value, streamed = _value_expr(source), "false"
+    else:
+        size = f"coalesce({_size_expr(source)}, 0)"
+        value = f"CASE WHEN {size} <= {int(stream_above)} THEN {_value_expr(source)} END"
+        streamed = f"{size} > {int(stream_above)}"
+    return f"{_q(source.primary_key)}, {_q(source.owner_column)}, xmin::text, {value}, {declared}, {streamed}"
+
+
+def _to_row(r: Any) -> SourceRow:
+    return SourceRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]))
+
+
+def fetch_rows(
+    engine: sa.Engine,
+    source: BlobSource,
+    pk_type: str,
+    pks: list[str],
+    *,
+    declared_mime_column: str | None = None,
+    stream_above: int | None = None,
+) -> list[SourceRow]:
+    """These rows as they are now (to process again), in pk order."""
+    columns = _row_columns(source, declared_mime_column, stream_above)
+    pk = _q(source.primary_key)
+    sql = sa.text(
+        f"SELECT {columns} FROM {source.qualified_table} "
+        f"WHERE {pk} = ANY(CAST(:pks AS {pk_type}[])) ORDER BY {pk}"
+    )
+    with engine.connect() as conn:
+        return [_to_row(r) for r in conn.execute(sql, {"pks": pks})]
+
+
 def iter_batches(
     engine: sa.Engine,
     source: BlobSource,
@@ -103,17 +140,20 @@ def iter_batches(
     max_rows: int = 32,
     max_bytes: int = 32 * 1024 * 1024,
     declared_mime_column: str | None = None,
+    stream_above: int | None = None,
 ) -> Iterator[list[SourceRow]]:
     """Yield consecutive batches of rows with pk > `after`, in pk order, each within the limits
-    (a single row bigger than `max_bytes` is a batch of its own)."""
+    (a single row bigger than `max_bytes` is a batch of its own). Rows whose column is bigger than
+    `stream_above` come without their value (`streamed`), to be read in slices (core.migration.stream)."""
     table, pk = source.qualified_table, _q(source.primary_key)
     keyset = f"{pk} > CAST(:last AS {pk_type})"
     probe_sql = (
-        f"SELECT {pk}::text, coalesce({_size_expr(source)}, 0) FROM {table} "
+        # The alias matters: ORDER BY a bare output name sorts by the output column, i.e. by the pk as
+        # *text* ('10' < '9'), which planned batches over the wrong rows and sizes.
+        f"SELECT {pk}::text AS pk_text, coalesce({_size_expr(source)}, 0) FROM {table} "
         f"{{where}} ORDER BY {pk} LIMIT {PROBE_ROWS}"
     )
-    declared = f"{_q(declared_mime_column)}::text" if declared_mime_column else "NULL::text"
-    columns = f"{pk}, {_q(source.owner_column)}, xmin::text, {_value_expr(source)}, {declared}"
+    columns = _row_columns(source, declared_mime_column, stream_above)
     fetch_sql = sa.text(
         f"SELECT {columns} FROM {table} WHERE {keyset} AND {pk} <= CAST(:upto AS {pk_type}) ORDER BY {pk}"
     )
@@ -129,9 +169,12 @@ def iter_batches(
         while position < len(probe):
             total, end = 0, position
             while end < len(probe) and end - position < max_rows:
-                if end > position and total + int(probe[end][1]) > max_bytes:
+                size = int(probe[end][1])
+                if stream_above is not None and size > stream_above:
+                    size = 0  # fetched without its value
+                if end > position and total + size > max_bytes:
                     break
-                total += int(probe[end][1])
+                total += size
                 end += 1
             upto = probe[end - 1][0]
             with engine.connect() as conn:
@@ -141,7 +184,7 @@ def iter_batches(
                     rows = conn.execute(fetch_sql, {"last": last, "upto": upto}).all()
             last = upto
             position = end
-            batch = [SourceRow(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+            batch = [_to_row(r) for r in rows]
             rows = []  # hold one copy of a batch, never two (rows can be tens of MB each)
             if batch:
                 yield batch

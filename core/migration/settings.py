@@ -35,6 +35,8 @@ def parse_migration_config(raw: dict[str, Any]) -> MigrationConfig:
             batch_rows=max(1, int(_positive(raw, "batch_rows", 32))),
             batch_bytes=int(_positive(raw, "batch_mb", 32) * 1024 * 1024),
             workers=workers,
+            stream_above_bytes=int(_positive(raw, "stream_above_mb", 4) * 1024 * 1024),
+            in_flight_bytes=int(_positive(raw, "in_flight_mb", 16) * 1024 * 1024),
             max_blob_bytes=int(_positive(raw, "max_blob_mb", 50) * 1024 * 1024),
             max_pixels=int(_positive(raw, "max_pixels", 64_000_000)),
             declared_type_columns=tuple(sorted((raw.get("declared_type_columns") or {}).items())),

@@ -179,7 +179,7 @@ def export_owner(
         store.put_file(key, archive, sha256=sha256, content_type=ZIP_INFO.mime_type)
     with engine.begin() as conn:
         object_id = upsert_object(
-            conn, StoredBlob(key, sha256, size, uploaded=True), ZIP_INFO, store.provider
+            conn, StoredBlob(key, sha256, size, uploaded=True), ZIP_INFO, store.provider, store=store
         )
         ref_id = upsert_reference(
             conn,

@@ -362,16 +362,23 @@ class Sweep:
                     return
                 # A key whose row came back (re-ingested content, regenerated variant) must stay; the rows
                 # still deleted are locked so nothing revives them while their bytes are being removed.
-                conn.execute(
-                    sa.text(f"SELECT 1 FROM {C}.stored_objects WHERE id = ANY(:ids) FOR UPDATE"),
-                    {
-                        "ids": [
-                            int(q.target_id) for q in queued if q.target_type == "object" and not q.revived
-                        ]
-                    },
-                )
+                # The status is read again once locked: a row revived while we waited for its lock (the
+                # reviver re-checked the bytes under that lock) keeps them.
+                lock_ids = [int(q.target_id) for q in queued if q.target_type == "object" and not q.revived]
+                revived_now = {
+                    int(row_id)
+                    for row_id, status in conn.execute(
+                        sa.text(f"SELECT id, status FROM {C}.stored_objects WHERE id = ANY(:ids) FOR UPDATE"),
+                        {"ids": lock_ids},
+                    )
+                    if status == "verified"
+                }
                 keys = [q.storage_key for q in queued]
-                doomed = [q.storage_key for q in queued if not q.revived]
+                doomed = [
+                    q.storage_key
+                    for q in queued
+                    if not q.revived and not (q.target_type == "object" and int(q.target_id) in revived_now)
+                ]
                 started = time.perf_counter()
                 failures = self._delete_from_storage(doomed)
                 self.report.storage_seconds += time.perf_counter() - started

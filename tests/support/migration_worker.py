@@ -2,6 +2,8 @@
 
     python -m tests.support.migration_worker <database_url> <objects_root> [<event> <count>]
 
+MIGRATION_STREAM_ABOVE=<bytes> sets the size above which rows are read in slices (0: every row).
+
 The process kills itself with SIGKILL (no cleanup, no finally blocks, like `kill -9` or an OOM kill)
 the `count`-th time the engine reports `event` (object_stored, row_updated, row_committed, batch_done).
 """
@@ -37,7 +39,11 @@ def main(argv: list[str]) -> int:
 
     store = LocalObjectStore(root, signing_secret="s")
     settings = MigrationSettings(
-        batch_rows=2, batch_bytes=8192, workers=3, declared_type_columns=(("files", "mime_type"),)
+        batch_rows=2,
+        batch_bytes=8192,
+        workers=3,
+        declared_type_columns=(("files", "mime_type"),),
+        stream_above_bytes=int(os.environ.get("MIGRATION_STREAM_ABOVE", 8 * 1024 * 1024)),
     )
     for source in load_sources_config().sources:
         migrate_source(get_engine(url), store, source, settings=settings, on_event=hook)

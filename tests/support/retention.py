@@ -64,7 +64,7 @@ def add_object(
     data = content.encode()
     blob = store_verified(store, data, hashlib.sha256(data).hexdigest(), PNG)
     with engine.begin() as conn:
-        object_id = upsert_object(conn, blob, PNG, store.provider)
+        object_id = upsert_object(conn, blob, PNG, store.provider, store=store)
         conn.execute(
             sa.text(f"UPDATE {C}.stored_objects SET created_at = :c, legal_hold = :h WHERE id = :id"),
             {"c": created or days_ago(60), "h": legal_hold, "id": object_id},

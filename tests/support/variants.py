@@ -69,7 +69,7 @@ def seed_original(engine, store, data: bytes, *, owner: str = "user-1", source_p
     info = inspect_media(data)
     blob = store_verified(store, data, sha256_hex(data), info)
     with engine.begin() as conn:
-        object_id = upsert_object(conn, blob, info, store.provider)
+        object_id = upsert_object(conn, blob, info, store.provider, store=store)
         upsert_reference(
             conn,
             object_id=object_id,
