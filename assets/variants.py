@@ -67,14 +67,17 @@ def _partition_end(context: OpExecutionContext) -> dt.datetime | None:
     out=DynamicOut(list),
 )
 def plan_variant_batches(context: OpExecutionContext, config: VariantRunConfig, postgres: PostgresResource):
-    """Ids only (pages of 5,000 by keyset), split into at least `parallelism` batches for the cores."""
+    """Ids and sizes only (pages of 5,000 by keyset), split into at least `parallelism` batches of
+    about equal bytes for the cores."""
     plan = load_variant_plan()
     ids: list[int] = []
+    sizes: list[int] = []
     for page in ids_needing_variants(
         postgres.engine(), plan, created_before=_partition_end(context), retry_failed=config.retry_failed
     ):
-        ids.extend(page)
-    batches = split_batches(ids, plan.batch_size, plan.parallelism)
+        ids.extend(original for original, _ in page)
+        sizes.extend(size for _, size in page)
+    batches = split_batches(ids, plan.batch_size, plan.parallelism, sizes)
     context.log.info(f"{len(ids)} originals lack variants; {len(batches)} batches")
     for i, batch in enumerate(batches):
         yield DynamicOutput(batch, mapping_key=f"batch_{i}")

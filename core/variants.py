@@ -8,6 +8,7 @@ Changing one spec changes one hash, so only that variant is re-rendered.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from collections.abc import Iterator
@@ -121,17 +122,20 @@ def ids_needing_variants(
     created_before: datetime | None = None,
     retry_failed: bool = False,
     page_size: int = 5000,
-) -> Iterator[list[int]]:
-    """Pages of original ids (keyset by id, so memory stays flat however big the catalog is)."""
+) -> Iterator[list[tuple[int, int]]]:
+    """Pages of (original id, size in bytes), keyset by id so memory stays flat however big the catalog."""
     after = 0
     base = originals_query(plan, created_before=created_before, retry_failed=retry_failed)
     while True:
         with engine.connect() as conn:
-            ids = list(conn.execute(base.where(StoredObject.id > after).limit(page_size)).scalars())
-        if not ids:
+            page = [
+                (row.id, row.size_bytes)
+                for row in conn.execute(base.where(StoredObject.id > after).limit(page_size))
+            ]
+        if not page:
             return
-        yield ids
-        after = ids[-1]
+        yield page
+        after = page[-1][0]
 
 
 def load_originals(engine: sa.Engine, ids: list[int]) -> list[Original]:
@@ -327,13 +331,28 @@ def process_batch(
     return total
 
 
-def split_batches(ids: list[int], batch_size: int, parallelism: int) -> list[list[int]]:
-    """At least `parallelism` batches (so every core gets work), none larger than `batch_size`."""
+def split_batches(
+    ids: list[int], batch_size: int, parallelism: int, sizes: list[int] | None = None
+) -> list[list[int]]:
+    """At least `parallelism` batches (so every core gets work), none larger than `batch_size`.
+
+    With `sizes` (bytes per original, a proxy for its pixels), the largest originals are placed first,
+    each in the batch holding the fewest bytes so far: the batches run in parallel and the run lasts as
+    long as its slowest one, so equal work matters more than equal counts.
+    """
     if not ids:
         return []
-    count = max(parallelism, -(-len(ids) // batch_size))
-    count = min(count, len(ids))
-    return [ids[i::count] for i in range(count)]
+    count = min(max(parallelism, -(-len(ids) // batch_size)), len(ids))
+    if sizes is None:
+        return [ids[i::count] for i in range(count)]
+    batches: list[list[int]] = [[] for _ in range(count)]
+    loads = [(0, i) for i in range(count)]  # (bytes so far, batch index); a heap
+    for size, original in sorted(zip(sizes, ids, strict=True), reverse=True):
+        load, i = heapq.heappop(loads)
+        batches[i].append(original)
+        if len(batches[i]) < batch_size:
+            heapq.heappush(loads, (load + size, i))
+    return [sorted(batch) for batch in batches]
 
 
 def variant_set_gaps(engine: sa.Engine, plan: VariantPlan) -> int:

@@ -130,6 +130,18 @@ def test_batches_cover_every_id_once_with_at_least_one_batch_per_core() -> None:
     assert split_batches([], 10, 2) == []
 
 
+def test_batches_by_size_hold_about_equal_bytes_and_respect_the_batch_size() -> None:
+    ids = list(range(1, 9))
+    sizes = [900, 100, 100, 100, 100, 100, 100, 500]  # interleaving would put 900+100+100+100 vs 400+500
+    batches = split_batches(ids, batch_size=200, parallelism=2, sizes=sizes)
+    by_id = dict(zip(ids, sizes, strict=True))
+    loads = sorted(sum(by_id[i] for i in batch) for batch in batches)
+    assert loads == [1000, 1000] and sorted(i for b in batches for i in b) == ids
+    capped = split_batches(ids, batch_size=3, parallelism=2, sizes=sizes)
+    assert len(capped) == 3 and all(len(b) <= 3 for b in capped)
+    assert sorted(i for b in capped for i in b) == ids
+
+
 @pytest.fixture
 def catalog(database_url: str, tmp_path: Path) -> tuple[sa.Engine, LocalObjectStore]:
     upgrade_catalog(database_url)
