@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from core.catalog.models import ObjectReference, QuarantineRecord, StoredObject
 from core.keys import original_key
 from core.media_types import MediaInfo
-from core.objectstore.base import ChecksumMismatch, ObjectStore, ObjectStoreError
+from core.objectstore.base import ChecksumMismatch, ObjectInfo, ObjectStore, ObjectStoreError
 from core.objectstore.retry import retry_transient
 
 
@@ -70,17 +70,21 @@ def _store_verified(
     store: ObjectStore, size: int, sha256: str, info: MediaInfo, put: Callable[[str], object]
 ) -> StoredBlob:
     key = original_key(sha256, info.extension)
-    existing = retry_transient(lambda: store.head(key))
-    if existing is not None and existing.size == size and existing.sha256 == sha256:
+    if _holds(retry_transient(lambda: store.head(key)), size, sha256):
         return StoredBlob(key, sha256, size, uploaded=False)
     retry_transient(lambda: put(key))
     confirmed = retry_transient(lambda: store.head(key))
-    if confirmed is None or confirmed.size != size or confirmed.sha256 != sha256:
+    if not _holds(confirmed, size, sha256):
         raise VerificationFailed(
             f"{key}: stored object does not match (size {confirmed.size if confirmed else None} vs "
             f"{size}, sha256 {confirmed.sha256 if confirmed else None})"
         )
     return StoredBlob(key, sha256, size, uploaded=True)
+
+
+def _holds(found: ObjectInfo | None, size: int, sha256: str) -> bool:
+    """The stored object exists with exactly these bytes (size and SHA-256)."""
+    return found is not None and found.size == size and found.sha256 == sha256
 
 
 def upsert_object(
@@ -118,8 +122,7 @@ def upsert_object(
     object_id = conn.execute(stmt).scalar()
     if object_id is not None:
         return int(object_id)
-    found = retry_transient(lambda: store.head(blob.key))
-    if found is None or found.size != blob.size or found.sha256 != blob.sha256:
+    if not _holds(retry_transient(lambda: store.head(blob.key)), blob.size, blob.sha256):
         raise ObjectVanished(f"{blob.key}: deleted by retention after it was verified; upload it again")
     revived = conn.execute(
         sa.update(StoredObject)
