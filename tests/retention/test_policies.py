@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 
@@ -22,27 +20,15 @@ from tests.support.retention import (
     add_object,
     add_ref,
     audit,
-    catalog,
     days_ago,
     execute,
     hold,
-    local_store,
     only,
     rows,
     scalar,
     status,
     sweep,
 )
-
-
-@pytest.fixture
-def engine(database_url: str) -> sa.Engine:
-    return catalog(database_url)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> LocalObjectStore:
-    return local_store(tmp_path)
 
 
 def test_orphaned_objects_go_after_seven_days_and_referenced_held_or_young_ones_stay(

@@ -21,26 +21,14 @@ from tests.support.retention import (
     add_object,
     add_ref,
     audit,
-    catalog,
     days_ago,
     execute,
-    local_store,
     only,
     rows,
     scalar,
     status,
     sweep,
 )
-
-
-@pytest.fixture
-def engine(database_url: str) -> sa.Engine:
-    return catalog(database_url)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> LocalObjectStore:
-    return local_store(tmp_path)
 
 
 def _world(engine: sa.Engine, store: LocalObjectStore) -> list[str]:

@@ -25,23 +25,12 @@ from tests.support.retention import (
     days_ago,
     execute,
     hold,
-    local_store,
     rows,
     scalar,
     status,
 )
 
 SECRET = "test-signing-secret"
-
-
-@pytest.fixture
-def engine(database_url: str) -> sa.Engine:
-    return catalog(database_url)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> LocalObjectStore:
-    return local_store(tmp_path)
 
 
 @pytest.fixture
