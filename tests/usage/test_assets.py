@@ -4,7 +4,6 @@ otherwise; the cost reports land in Postgres and in object storage with a signed
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +20,16 @@ from assets.usage import (
     monthly_cost_report,
     usage_snapshot,
 )
-from core.catalog.db import get_engine, upgrade_catalog
 from core.catalog.models import CATALOG_SCHEMA as C
 from core.config import load_config
 from core.objectstore.local import LocalObjectStore
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
-from tests.support.usage import add_object, add_user, create_source_tables
+from tests.support.usage import add_object, add_user
 
 DAY = "2026-03-10"
 MB = 1_000_000
 GB = 1_000_000_000
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    upgrade_catalog(database_url)
-    engine = get_engine(database_url)
-    with engine.begin() as conn:
-        create_source_tables(conn)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

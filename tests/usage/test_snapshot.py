@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 
-from core.catalog.db import get_engine, upgrade_catalog
 from core.catalog.models import CATALOG_SCHEMA as C
 from core.sources import load_sources_config
 from core.usage.quotas import load_quota_config
 from core.usage.snapshot import take_usage_snapshot
-from tests.support.usage import add_backup_copy, add_object, add_user, add_variant, create_source_tables
+from tests.support.usage import add_backup_copy, add_object, add_user, add_variant
 
 DAY = dt.date(2026, 3, 10)
 MB = 1_000_000
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    upgrade_catalog(database_url)
-    engine = get_engine(database_url)
-    with engine.begin() as conn:
-        create_source_tables(conn)
-    yield engine
-    engine.dispose()
 
 
 def _rows(conn: sa.Connection, day: dt.date = DAY) -> dict[tuple[str, str, str], tuple[int, int]]:
