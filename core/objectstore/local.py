@@ -303,7 +303,9 @@ class LocalObjectStore(ObjectStore):
         `known` caches the verdict per directory (True: exists, False: absent) across a batch.
         """
         path = base
-        if not known.setdefault(base, os.path.isdir(base)):
+        if base not in known:
+            known[base] = os.path.isdir(base)
+        if not known[base]:
             return None
         for segment in relative.split("/") if relative else ():
             path = f"{path}/{segment}"
