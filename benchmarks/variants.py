@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -30,17 +31,29 @@ from pathlib import Path
 os.environ.setdefault("VIPS_CONCURRENCY", "1")  # one thread per process, like the platform's steps
 
 import io
+from functools import cache
+from typing import TYPE_CHECKING
 
-import numpy as np
-from PIL import Image, ImageOps
+if TYPE_CHECKING:
+    from core.imaging import VariantPlan, VariantSpec
 
-from core.imaging import VariantSpec, encode, load_variant_plan, render_variants
+# Heavy imports (numpy, Pillow, pyvips) stay inside the functions that use them: the multiprocess
+# executor's step processes re-import this script as `__mp_main__`, which a production run worker
+# (`python -m dagster api execute_run`) never makes them do, so a heavy module top would bill its
+# imports to every step of the scaling runs.
 
-PLAN = load_variant_plan()
+
+@cache
+def variant_plan() -> VariantPlan:
+    from core.imaging import load_variant_plan
+
+    return load_variant_plan()
 
 
 def corpus(count: int, seed: int = 11) -> list[bytes]:
     """Photo-like JPEGs of 1-3 MP (a quarter of them EXIF-rotated), like phone uploads."""
+    import numpy as np
+
     from core.demo.images import encode_image, exif_rotated_jpeg, random_size, synthetic_photo
 
     rng = np.random.default_rng(seed)
@@ -55,6 +68,11 @@ def corpus(count: int, seed: int = 11) -> list[bytes]:
 
 
 def naive_pillow(data: bytes, specs: list[VariantSpec]) -> int:
+    from PIL import Image, ImageOps
+
+    from core.imaging import encode
+
+    threads = variant_plan().threads
     produced = 0
     with Image.open(io.BytesIO(data)) as opened:
         image = ImageOps.exif_transpose(opened).convert("RGB")
@@ -63,9 +81,9 @@ def naive_pillow(data: bytes, specs: list[VariantSpec]) -> int:
         if spec.kind == "thumbnail":
             thumb = image.copy()
             thumb.thumbnail((spec.box, spec.box), Image.Resampling.LANCZOS)
-            produced += len(encode(thumb, spec, icc_profile=None, threads=PLAN.threads))
+            produced += len(encode(thumb, spec, icc_profile=None, threads=threads))
         else:
-            produced += len(encode(image, spec, icc_profile=None, threads=PLAN.threads))
+            produced += len(encode(image, spec, icc_profile=None, threads=threads))
     return produced
 
 
@@ -95,7 +113,10 @@ def vips_set(data: bytes, specs: list[VariantSpec]) -> int:
 
 
 def platform(data: bytes, specs: list[VariantSpec]) -> int:
-    result = render_variants(data, specs, max_pixels=PLAN.max_pixels, threads=PLAN.threads)
+    from core.imaging import render_variants
+
+    plan = variant_plan()
+    result = render_variants(data, specs, max_pixels=plan.max_pixels, threads=plan.threads)
     return sum(len(v.data or b"") for v in result.variants)
 
 
@@ -129,8 +150,8 @@ def rendering(count: int, rounds: int) -> None:
     images = corpus(count)
     total_mb = sum(len(d) for d in images) / 1e6
     print(f"corpus: {count} JPEG originals, {total_mb:.1f} MB, 1-3 MP, every 4th EXIF-rotated; 1 thread each")
-    full = list(PLAN.specs)
-    thumbs = [s for s in PLAN.specs if s.kind == "thumbnail"]
+    full = list(variant_plan().specs)
+    thumbs = [s for s in variant_plan().specs if s.kind == "thumbnail"]
     contenders = {"platform": platform, "naive Pillow": naive_pillow, "libvips": vips_set}
     for label, specs in (("full set (3 thumbnails + WebP + AVIF)", full), ("three thumbnails alone", thumbs)):
         print(label)
@@ -176,20 +197,26 @@ def scaling(count: int) -> None:
     import sqlalchemy as sa
     from dagster import DagsterInstance, execute_job, reconstructable
 
-    from core.catalog.db import get_engine, upgrade_catalog
+    from core.catalog.db import PROJECT_ROOT, get_engine, upgrade_catalog
     from core.embedded_postgres import start_embedded_postgres
     from core.ingest import store_verified, upsert_object
     from core.media_types import inspect_media
     from core.objectstore.base import sha256_hex
     from core.objectstore.local import LocalObjectStore
+    from orchestration.instance import INSTANCE_DATABASE
     from orchestration.variants import FORKSERVER_EXECUTION
 
     work = Path(tempfile.mkdtemp(prefix="bench-variants-"))
     os.environ["MEDIA_PLATFORM_DATA_DIR"] = str(work / "data")
-    database_url = start_embedded_postgres(
-        Path("/tmp") / f"bv-pg-{os.getpid()}", delete_on_exit=True
-    ).ensure_database("bench_variants")
+    server = start_embedded_postgres(Path("/tmp") / f"bv-pg-{os.getpid()}", delete_on_exit=True)
+    database_url = server.ensure_database("bench_variants")
     os.environ["DATABASE_URL"] = database_url
+    # Runs, events and step hand-offs go through dagster-postgres, as in production (dagster.yaml).
+    server.ensure_database(INSTANCE_DATABASE)
+    os.environ["DAGSTER_POSTGRES_URL"] = server.url(INSTANCE_DATABASE, driver="postgresql")
+    dagster_home = work / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
     upgrade_catalog(database_url)
     engine = get_engine(database_url)
     from resources.settings import object_store_resource
@@ -204,8 +231,7 @@ def scaling(count: int) -> None:
     partition = dt.datetime.now(dt.UTC).date().isoformat()
     print(f"scaling: {count} originals (1-3 MP) through variants_job, partition {partition}")
     results = {}
-    (work / "dagster").mkdir()
-    with DagsterInstance.local_temp(str(work / "dagster")) as instance:
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
         for label, execution in (
             ("in_process (1 process)", {"in_process": {}}),
             ("multiprocess, spawn", {"multiprocess": {"max_concurrent": 2}}),

@@ -6,13 +6,14 @@ import sqlalchemy as sa
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
-from core.catalog.db import get_engine, sqlalchemy_url, upgrade_catalog
+from core.catalog.db import ensure_catalog_current, get_engine, sqlalchemy_url
 
 
 class PostgresResource(ConfigurableResource):
     """A `DATABASE_URL`-style URL; supply it with `EnvVar("DATABASE_URL")` so it never shows in the UI.
 
-    On first use in a process the catalog schema is brought to the latest Alembic revision.
+    On first use in a process the catalog schema is brought to the latest Alembic revision (one
+    query when it is there already).
     """
 
     database_url: str = Field(description="postgresql://user:password@host:5432/dbname (a secret)")
@@ -25,7 +26,7 @@ class PostgresResource(ConfigurableResource):
 
     def ensure_catalog(self) -> None:
         if self.apply_migrations and not self._ready:
-            upgrade_catalog(self.database_url)
+            ensure_catalog_current(self.database_url)
             self._ready = True
 
     def engine(self) -> sa.Engine:

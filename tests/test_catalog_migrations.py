@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from core.catalog.db import current_revision, downgrade_catalog, sqlalchemy_url, upgrade_catalog
+from core.catalog.db import (
+    current_revision,
+    downgrade_catalog,
+    ensure_catalog_current,
+    head_revision,
+    sqlalchemy_url,
+    upgrade_catalog,
+)
 from core.catalog.models import CATALOG_SCHEMA, Base
 
 
@@ -29,6 +36,19 @@ def test_upgrade_is_idempotent_and_downgrade_removes_everything(database_url: st
     downgrade_catalog(database_url, "base")
     assert _catalog_tables(database_url) == set()
     upgrade_catalog(database_url)
+    assert _catalog_tables(database_url) == {t.name for t in Base.metadata.sorted_tables}
+
+
+def test_ensure_current_upgrades_an_empty_or_older_catalog_and_leaves_a_current_one(
+    database_url: str,
+) -> None:
+    assert ensure_catalog_current(database_url) is True  # empty: upgraded
+    assert current_revision(database_url) == head_revision()
+    assert ensure_catalog_current(database_url) is False  # current: one query, no upgrade
+    downgrade_catalog(database_url, "-1")
+    assert current_revision(database_url) != head_revision()
+    assert ensure_catalog_current(database_url) is True  # one revision behind: upgraded again
+    assert current_revision(database_url) == head_revision()
     assert _catalog_tables(database_url) == {t.name for t in Base.metadata.sorted_tables}
 
 
