@@ -11,7 +11,7 @@ from assets.retention import retention_assets, retention_checks
 from assets.sources import source_specs
 from assets.uploads import pending_uploads_below_threshold, processed_uploads
 from assets.usage import usage_assets
-from assets.variants import failed_variant_rate_check, full_variant_set, image_variants
+from assets.variants import image_variants
 from orchestration.backups import backup_jobs
 from orchestration.gdpr import gdpr_delete_job, gdpr_export_job
 from orchestration.migration import migration_jobs
@@ -39,8 +39,6 @@ def build_definitions() -> Definitions:
         asset_checks=[
             *backup_checks,
             pending_uploads_below_threshold,
-            full_variant_set,
-            failed_variant_rate_check,
             *retention_checks,
         ],
         jobs=[

@@ -196,7 +196,7 @@ def test_undecodable_original_records_failed_variants_and_the_batch_goes_on(cata
 def test_variants_asset_materializes_todays_partition_for_migrated_originals(
     catalog, database_url, tmp_path
 ) -> None:
-    from assets.variants import failed_variant_rate_check, full_variant_set, image_variants
+    from assets.variants import image_variants
     from resources.database import PostgresResource
     from resources.object_store import ObjectStoreResource
 
@@ -209,7 +209,7 @@ def test_variants_asset_materializes_todays_partition_for_migrated_originals(
     }
     today = dt.datetime.now(dt.UTC).date().isoformat()
     result = materialize(
-        [image_variants, full_variant_set, failed_variant_rate_check],
+        [image_variants],
         partition_key=today,
         resources=resources,
     )
@@ -272,8 +272,20 @@ def test_variants_job_runs_on_its_default_multiprocess_forkserver_executor(
         )
         assert result.success
         steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
-    assert {s for s in steps if s and "render_variant_batch" in s} == {
+        checks = {
+            e.event_specific_data.check_name: e.step_key
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        }
+    # One render step per core, and no process of their own for the checks: the summary evaluates them.
+    assert steps == {
+        "media__image_variants.plan_variant_batches",
         "media__image_variants.render_variant_batch[batch_0]",
         "media__image_variants.render_variant_batch[batch_1]",
+        "media__image_variants.summarize_variants",
+    }
+    assert checks == {
+        "every_original_has_full_variant_set": "media__image_variants.summarize_variants",
+        "failed_variant_rate_below_5_percent": "media__image_variants.summarize_variants",
     }
     assert variant_set_gaps(engine, PLAN) == 0
