@@ -66,7 +66,7 @@ VARIANT_CHECK_SPECS = [
     ),
 ]
 #: The graph's output name for each check (Dagster's naming: asset key identifier + check name).
-CHECK_OUTPUTS = {spec.name: spec.get_python_identifier() for spec in VARIANT_CHECK_SPECS}
+CHECK_OUTPUTS = [spec.get_python_identifier() for spec in VARIANT_CHECK_SPECS]
 
 
 class VariantRunConfig(Config):
@@ -135,7 +135,7 @@ def failed_variant_rate_check(postgres: PostgresResource) -> AssetCheckResult:
     )
 
 
-@op(out={"result": Out(Nothing), **{output: Out(Nothing) for output in CHECK_OUTPUTS.values()}})
+@op(out={"result": Out(Nothing), **{output: Out(Nothing) for output in CHECK_OUTPUTS}})
 def summarize_variants(context: OpExecutionContext, postgres: PostgresResource, results: list):
     """The run's metadata from every batch's stats, then the asset's checks on the catalog it left."""
     total = VariantStats()
@@ -186,5 +186,5 @@ def image_variants(after_uploads, after_migration):
     summary = summarize_variants(batches.map(render_variant_batch).collect())
     return {
         "result": summary.result,
-        **{output: getattr(summary, output) for output in CHECK_OUTPUTS.values()},
+        **{output: getattr(summary, output) for output in CHECK_OUTPUTS},
     }

@@ -103,8 +103,8 @@ def ensure_catalog_current(url: str) -> bool:
     """Upgrade the catalog to head unless it is there already; return whether an upgrade ran.
 
     Every step process of a run calls this when its Postgres resource starts. A current catalog costs
-    one query on the pooled connection the step goes on to use, instead of Alembic's upgrade machinery
-    and the advisory lock (~0.15 s per step). A catalog that is behind, or mid-upgrade in another
+    two one-row queries on the pooled connection the step goes on to use, instead of Alembic's upgrade
+    machinery and the advisory lock (~0.15 s per step). A catalog that is behind, or mid-upgrade in another
     process, takes the locked `upgrade_catalog` path.
     """
     with get_engine(url).connect() as conn:
