@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -223,13 +222,13 @@ def scaling(count: int, rounds: int = 1, skip_spawn: bool = False) -> None:
     import sqlalchemy as sa
     from dagster import DagsterInstance
 
-    from core.catalog.db import PROJECT_ROOT, get_engine, upgrade_catalog
+    from core.catalog.db import get_engine, upgrade_catalog
     from core.embedded_postgres import start_embedded_postgres
     from core.ingest import store_verified, upsert_object
     from core.media_types import inspect_media
     from core.objectstore.base import sha256_hex
     from core.objectstore.local import LocalObjectStore
-    from orchestration.instance import INSTANCE_DATABASE
+    from orchestration.instance import INSTANCE_DATABASE, prepare_embedded_instance
     from orchestration.variants import FORKSERVER_EXECUTION
 
     work = Path(tempfile.mkdtemp(prefix="bench-variants-"))
@@ -237,12 +236,12 @@ def scaling(count: int, rounds: int = 1, skip_spawn: bool = False) -> None:
     server = start_embedded_postgres(Path("/tmp") / f"bv-pg-{os.getpid()}", delete_on_exit=True)
     database_url = server.ensure_database("bench_variants")
     os.environ["DATABASE_URL"] = database_url
-    # Runs, events and step hand-offs go through dagster-postgres, as in production (dagster.yaml).
+    # Runs, events and step hand-offs go through dagster-postgres, as in production (dagster.yaml), on
+    # this benchmark's server and in its own home, never a DAGSTER_HOME the shell may have exported.
     server.ensure_database(INSTANCE_DATABASE)
     os.environ["DAGSTER_POSTGRES_URL"] = server.url(INSTANCE_DATABASE, driver="postgresql")
-    dagster_home = work / "dagster_home"
-    dagster_home.mkdir()
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    os.environ.pop("DAGSTER_HOME", None)
+    dagster_home = prepare_embedded_instance(work)
     upgrade_catalog(database_url)
     engine = get_engine(database_url)
     from resources.settings import object_store_resource
