@@ -121,7 +121,7 @@ def platform(data: bytes, specs: list[VariantSpec]) -> int:
     from core.imaging import render_variants
 
     plan = variant_plan()
-    result = render_variants(data, specs, max_pixels=plan.max_pixels, threads=plan.threads)
+    result = render_variants(data, specs, threads=plan.threads)
     return sum(len(v.data or b"") for v in result.variants)
 
 

@@ -23,10 +23,10 @@ from typing import Any, Literal
 from PIL import Image, UnidentifiedImageError
 
 from core.config import ConfigError, load_config
-from core.media_types import DEFAULT_MAX_PIXELS
+from core.media_types import WEB_IMAGE_MIME_TYPES, ImageRules, image_rules
 
 #: Image types this platform can decode (HEIC needs a plugin it does not have).
-DECODABLE_MIME_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/avif")
+DECODABLE_MIME_TYPES = tuple(sorted(WEB_IMAGE_MIME_TYPES))
 
 _FORMATS: dict[str, tuple[str, str, str]] = {
     # format -> (Pillow format, mime type, extension)
@@ -93,7 +93,6 @@ class VariantSpec:
 class UploadLimits:
     max_image_bytes: int = 10 * 1024 * 1024
     max_document_bytes: int = 50 * 1024 * 1024
-    max_pixels: int = 40_000_000
     batch_size: int = 100
     recheck_days: int = 1
     first_days: int = 2
@@ -110,10 +109,6 @@ class VariantPlan:
     batch_size: int = 200
     parallelism: int = 2
     uploads: UploadLimits = field(default_factory=UploadLimits)
-
-    @property
-    def max_pixels(self) -> int:
-        return self.uploads.max_pixels
 
     def spec_pairs(self) -> list[tuple[str, str]]:
         return [(spec.name, spec.spec_hash) for spec in self.specs]
@@ -157,6 +152,11 @@ def parse_variant_plan(raw: dict[str, Any]) -> VariantPlan:
             )
         )
     uploads_raw = raw.get("uploads") or {}
+    if "max_pixels" in uploads_raw:
+        raise ConfigError(
+            "variants.yaml: uploads.max_pixels has moved to images.yaml (max_pixels), the one pixel limit "
+            "uploads, the migration and variants share; remove it here"
+        )
     defaults = UploadLimits()
     uploads = UploadLimits(
         **{
@@ -218,8 +218,11 @@ def _orient(image: Image.Image, orientation: int) -> Image.Image:
 
 
 def _normalise_mode(image: Image.Image) -> Image.Image:
-    """RGB, or RGBA when the image has transparency: what WebP/AVIF encoders take."""
-    if image.mode in ("RGB", "RGBA"):
+    """RGB, or RGBA when the image has transparency: what WebP/AVIF encoders take.
+
+    Transparency includes a PNG tRNS colour key (`info["transparency"]`) on an RGB, grey or palette
+    image: converting to RGBA turns that colour into alpha 0, as a browser shows it."""
+    if image.mode == "RGBA" or (image.mode == "RGB" and "transparency" not in image.info):
         return image
     has_alpha = image.mode in ("LA", "PA", "RGBa", "La") or "transparency" in image.info
     return image.convert("RGBA" if has_alpha else "RGB")
@@ -265,10 +268,14 @@ def render_variants(
     specs: tuple[VariantSpec, ...] | list[VariantSpec],
     *,
     original_size: int | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    rules: ImageRules | None = None,
     threads: int = 1,
 ) -> RenderResult:
-    """Render `specs` from the original's bytes; raise ImageDecodeError when it cannot be decoded."""
+    """Render `specs` from the original's bytes; raise ImageDecodeError when it cannot be decoded.
+
+    The pixel limit is config/images.yaml's (`rules` only to test others), the one the migration and
+    upload validation apply, so an original they accepted is never refused here."""
+    max_pixels = (rules or image_rules()).max_pixels
     original_size = len(data) if original_size is None else original_size
     thumbs = sorted((s for s in specs if s.kind == "thumbnail"), key=lambda s: s.box or 0, reverse=True)
     fulls = [s for s in specs if s.kind == "full"]

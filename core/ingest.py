@@ -108,6 +108,7 @@ def upsert_object(
             kind=info.kind,
             width=info.width,
             height=info.height,
+            trailing_bytes=info.trailing_bytes,
             storage_key=blob.key,
             provider=provider,
             status="verified",

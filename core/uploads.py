@@ -346,12 +346,12 @@ class UploadStats:
 
 def validate_upload(data: bytes, limits: UploadLimits) -> MediaInfo:
     """OWASP checks: type from magic bytes (never the name or declared MIME), allowlist (images; PDF as
-    a document), byte limits per kind, pixel limit (decompression bombs are errors)."""
+    a document), byte limits per kind; the image decision (pixel limit, structure, every frame decoded)
+    is the migration's, from core.media_types."""
     info = inspect_media(
         data,
         allowed_kinds=frozenset({"image", "document"}),
         max_bytes=max(limits.max_image_bytes, limits.max_document_bytes),
-        max_pixels=limits.max_pixels,
     )
     if info.kind == "image" and len(data) > limits.max_image_bytes:
         raise MediaRejected(
@@ -509,7 +509,7 @@ def _process_one(
         rendered: RenderResult | None = None
         if info.kind == "image":
             # Full decode now: an image whose pixels cannot be decoded never becomes an original.
-            rendered = render_variants(data, plan.specs, max_pixels=limits.max_pixels, threads=plan.threads)
+            rendered = render_variants(data, plan.specs, threads=plan.threads)
     except MediaRejected as exc:
         reject(exc.code, exc.reason, data, head)
         return

@@ -248,7 +248,6 @@ def process_original(
                 data,
                 specs,
                 original_size=original.size_bytes,
-                max_pixels=plan.max_pixels,
                 threads=plan.threads,
             )
     except ObjectStoreError as exc:

@@ -8,7 +8,7 @@ import zipfile
 import pytest
 from PIL import Image
 
-from core.media_types import MediaRejected, inspect_media, sniff
+from core.media_types import ImageRules, MediaRejected, inspect_media, sniff
 
 
 def _image_bytes(fmt: str, size: tuple[int, int] = (64, 48), mode: str = "RGB") -> bytes:
@@ -67,7 +67,7 @@ def test_decompression_bomb_is_an_error_not_a_warning() -> None:
     bomb = _image_bytes("PNG", (20_000, 20_000), mode="1")  # 400 MP of 1-bit pixels, tiny file
     assert len(bomb) < 200_000
     with pytest.raises(MediaRejected) as refused:
-        inspect_media(bomb, max_pixels=50_000_000)
+        inspect_media(bomb, rules=ImageRules(max_pixels=50_000_000))
     assert refused.value.code == "decompression_bomb"
 
 

@@ -18,6 +18,7 @@ from core.imaging import load_variant_plan
 from core.objectstore.base import sha256_hex
 from core.objectstore.local import LocalObjectStore
 from core.uploads import confirm_upload, parse_upload_key, process_uploads, request_upload
+from tests.support.images import use_image_rules
 from tests.support.variants import (
     GPS_IFD,
     bomb_png,
@@ -126,11 +127,10 @@ def test_heic_is_recorded_as_unsupported_and_pdf_is_a_document_not_an_image(env)
     assert (doc.kind, doc.mime_type) == ("document", "application/pdf")
 
 
-def test_byte_limit_and_pixel_limit_reject_with_bombs_as_errors(env) -> None:
+def test_byte_limit_and_pixel_limit_reject_with_bombs_as_errors(env, monkeypatch, tmp_path) -> None:
     engine, store = env
-    plan = dataclasses.replace(
-        PLAN, uploads=dataclasses.replace(PLAN.uploads, max_image_bytes=20_000, max_pixels=1_000_000)
-    )
+    use_image_rules(monkeypatch, tmp_path / "config", "max_pixels: 1000000\n")
+    plan = dataclasses.replace(PLAN, uploads=dataclasses.replace(PLAN.uploads, max_image_bytes=20_000))
     big = upload(engine, store, jpeg_bytes(photo(400, 300), quality=95), "big.jpg")
     wide = upload(engine, store, png_bytes(Image.new("RGB", (1200, 1000))), "wide.png")
     bomb = upload(engine, store, bomb_png(), "bomb.png")

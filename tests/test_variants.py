@@ -21,6 +21,7 @@ from core.imaging import (
     parse_variant_plan,
     render_variants,
 )
+from core.media_types import MediaInfo
 from core.objectstore.local import LocalObjectStore
 from core.variants import process_batch, split_batches, variant_set_gaps
 from tests.support.variants import (
@@ -184,7 +185,8 @@ def test_spec_change_regenerates_only_the_changed_variant(catalog) -> None:
 def test_undecodable_original_records_failed_variants_and_the_batch_goes_on(catalog) -> None:
     engine, store = catalog
     good = seed_original(engine, store, jpeg_bytes(photo(300, 200)), source_pk="good")
-    bad = seed_original(engine, store, corrupt_png(), source_pk="bad")
+    legacy = MediaInfo("image/png", "png", "image", 300, 200)  # catalogued before full decoding
+    bad = seed_original(engine, store, corrupt_png(), source_pk="bad", info=legacy)
     stats = process_batch(store, engine, [bad, good], PLAN)
     assert stats.images_failed == 1 and stats.variants_failed == 5
     rows = _variant_rows(engine)

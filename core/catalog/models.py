@@ -46,6 +46,9 @@ class StoredObject(Base):
     kind: Mapped[str] = mapped_column(sa.Text)  # image | document | archive | other
     width: Mapped[int | None] = mapped_column(sa.Integer)
     height: Mapped[int | None] = mapped_column(sa.Integer)
+    #: bytes after the image's end marker (camera trailer, appended data), kept in the object; NULL for
+    #: non-images and objects catalogued before this was measured
+    trailing_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
     storage_key: Mapped[str] = mapped_column(sa.Text, unique=True)
     provider: Mapped[str] = mapped_column(sa.Text)  # local | s3
     status: Mapped[str] = mapped_column(sa.Text, server_default="verified")  # verified | deleted

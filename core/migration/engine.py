@@ -50,7 +50,6 @@ from core.ingest import (
 )
 from core.media_types import (
     DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_PIXELS,
     MediaInfo,
     MediaRejected,
     inspect_media,
@@ -88,7 +87,6 @@ class MigrationSettings:
     #: Base64 text handed to the workers and not yet decoded, at most (bounds memory on streamed rows).
     in_flight_bytes: int = 24 * 1024 * 1024
     max_blob_bytes: int = DEFAULT_MAX_BYTES
-    max_pixels: int = DEFAULT_MAX_PIXELS
     #: source name -> column holding the app's declared MIME type (e.g. files.mime_type)
     declared_type_columns: tuple[tuple[str, str], ...] = ()
 
@@ -172,7 +170,6 @@ def process_value(
             data,
             allowed_kinds=source.allowed_kinds,
             max_bytes=settings.max_blob_bytes,
-            max_pixels=settings.max_pixels,
         )
     except MediaRejected as exc:
         return _Refused(path, exc.code, exc.reason, sha256, len(data))
@@ -245,7 +242,6 @@ def process_streamed_text(
                     spool.open,
                     allowed_kinds=source.allowed_kinds,
                     max_bytes=settings.max_blob_bytes,
-                    max_pixels=settings.max_pixels,
                 )
             except MediaRejected as exc:
                 return _Refused("", exc.code, exc.reason, sha256, spool.size)

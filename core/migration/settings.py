@@ -26,6 +26,11 @@ def _positive(raw: dict[str, Any], name: str, default: float) -> float:
 
 
 def parse_migration_config(raw: dict[str, Any]) -> MigrationConfig:
+    if "max_pixels" in raw:
+        raise ConfigError(
+            "migration.yaml: max_pixels has moved to images.yaml (max_pixels), the one pixel limit the "
+            "migration, uploads and variants share; remove it here"
+        )
     prices = raw.get("prices") or {}
     workers = int(_positive(raw, "workers", 4))
     if workers < 1:
@@ -38,7 +43,6 @@ def parse_migration_config(raw: dict[str, Any]) -> MigrationConfig:
             stream_above_bytes=int(_positive(raw, "stream_above_mb", 4) * 1024 * 1024),
             in_flight_bytes=int(_positive(raw, "in_flight_mb", 16) * 1024 * 1024),
             max_blob_bytes=int(_positive(raw, "max_blob_mb", 50) * 1024 * 1024),
-            max_pixels=int(_positive(raw, "max_pixels", 64_000_000)),
             declared_type_columns=tuple(sorted((raw.get("declared_type_columns") or {}).items())),
         ),
         reference_sample=int(_positive(raw, "reference_sample", 25)),

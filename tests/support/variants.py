@@ -60,13 +60,18 @@ def demo_phone_jpeg(orientation: int = 6) -> bytes:
     return exif_rotated_jpeg(np.random.default_rng(1), 640, 480, orientation)
 
 
-def seed_original(engine, store, data: bytes, *, owner: str = "user-1", source_pk: str = "1") -> int:
-    """Store `data` as a migrated original through the shared ingest path (what the migration does)."""
+def seed_original(
+    engine, store, data: bytes, *, owner: str = "user-1", source_pk: str = "1", info=None
+) -> int:
+    """Store `data` as a migrated original through the shared ingest path (what the migration does).
+
+    `info` skips the media decision: an original catalogued by an older release that would be refused
+    today (the variants job must still record its failure)."""
     from core.ingest import store_verified, upsert_object, upsert_reference
     from core.media_types import inspect_media
     from core.objectstore.base import sha256_hex
 
-    info = inspect_media(data)
+    info = info or inspect_media(data)
     blob = store_verified(store, data, sha256_hex(data), info)
     with engine.begin() as conn:
         object_id = upsert_object(conn, blob, info, store.provider, store=store)
