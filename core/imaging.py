@@ -228,14 +228,32 @@ def _normalise_mode(image: Image.Image) -> Image.Image:
     return image.convert("RGBA" if has_alpha else "RGB")
 
 
-def encode(image: Image.Image, spec: VariantSpec, *, icc_profile: bytes | None, threads: int = 1) -> bytes:
-    """Encode with only the colour profile kept: `exif=b""` and `xmp=b""` make the stripping explicit."""
+def encode(
+    image: Image.Image,
+    spec: VariantSpec,
+    *,
+    icc_profile: bytes | None,
+    threads: int = 1,
+    palette_lossless_max_pixels: int = 0,
+) -> bytes:
+    """Encode with only the colour profile kept: `exif=b""` and `xmp=b""` make the stripping explicit.
+
+    WebP of an image with at most 256 colours and at most `palette_lossless_max_pixels` pixels (icons,
+    logos, diagrams) is also encoded lossless and the smaller kept: lossy WebP smears their flat colours
+    and hard edges and is usually 2-5x larger than lossless there."""
     buffer = io.BytesIO()
     options: dict[str, Any] = {"quality": spec.quality}
     if icc_profile:
         options["icc_profile"] = icc_profile
     if spec.format == "webp":
         image.save(buffer, "WEBP", method=min(spec.effort, 6), exif=b"", xmp=b"", **options)
+        if image.width * image.height <= palette_lossless_max_pixels and image.getcolors(256) is not None:
+            lossless = io.BytesIO()
+            image.save(
+                lossless, "WEBP", lossless=True, method=min(spec.effort, 6), exif=b"", xmp=b"", **options
+            )
+            if lossless.tell() <= buffer.tell():
+                return lossless.getvalue()
     elif spec.format == "avif":
         image.save(buffer, "AVIF", speed=spec.effort, max_threads=threads, exif=b"", xmp=b"", **options)
     else:
@@ -275,7 +293,8 @@ def render_variants(
 
     The pixel limit is config/images.yaml's (`rules` only to test others), the one the migration and
     upload validation apply, so an original they accepted is never refused here."""
-    max_pixels = (rules or image_rules()).max_pixels
+    rules = rules or image_rules()
+    max_pixels, lossless_up_to = rules.max_pixels, rules.palette_lossless_max_pixels
     original_size = len(data) if original_size is None else original_size
     thumbs = sorted((s for s in specs if s.kind == "thumbnail"), key=lambda s: s.box or 0, reverse=True)
     fulls = [s for s in specs if s.kind == "full"]
@@ -306,13 +325,14 @@ def render_variants(
         if fulls:
             oriented = _orient(base, orientation)
             for spec in fulls:
-                rendered.append(_finish(oriented, spec, icc, threads, original_size))
+                rendered.append(_finish(oriented, spec, icc, threads, original_size, lossless_up_to))
         current = base
         for spec in thumbs:
             target = fit_box(raw_w, raw_h, spec.box or 1)
             if target != current.size:
                 current = current.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
-            rendered.append(_finish(_orient(current, orientation), spec, icc, threads, original_size))
+            oriented = _orient(current, orientation)
+            rendered.append(_finish(oriented, spec, icc, threads, original_size, lossless_up_to))
     except (OSError, ValueError) as exc:
         raise ImageDecodeError("encode_failed", f"variant cannot be encoded: {exc}") from exc
     finally:
@@ -323,9 +343,16 @@ def render_variants(
 
 
 def _finish(
-    image: Image.Image, spec: VariantSpec, icc: bytes | None, threads: int, original_size: int
+    image: Image.Image,
+    spec: VariantSpec,
+    icc: bytes | None,
+    threads: int,
+    original_size: int,
+    palette_lossless_max_pixels: int = 0,
 ) -> RenderedVariant:
-    data = encode(image, spec, icc_profile=icc, threads=threads)
+    data = encode(
+        image, spec, icc_profile=icc, threads=threads, palette_lossless_max_pixels=palette_lossless_max_pixels
+    )
     if spec.skip_if_larger and len(data) >= original_size:
         return RenderedVariant(
             spec,

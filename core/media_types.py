@@ -48,6 +48,9 @@ class ImageRules(BaseModel):
     #: Above this an image is a decompression bomb: refused by migration and uploads alike, so every
     #: accepted image can be decoded by the variant renderer (which uses the same limit).
     max_pixels: int = Field(default=40_000_000, gt=0)
+    #: WebP variants of images with at most 256 colours and at most this many pixels are also encoded
+    #: lossless, and the smaller kept (0: never). Icons and diagrams: exact and 2-5x smaller.
+    palette_lossless_max_pixels: int = Field(default=1_000_000, ge=0)
 
 
 def load_image_rules() -> ImageRules:

@@ -279,3 +279,22 @@ def test_accept_any_stores_tiff_and_bmp_with_their_real_type_and_extension(
     # where only web images are accepted, they are refused as what they are
     assert code(images.tiff()) == code(images.bmp()) == "unsupported_image"
     assert upload_code(images.tiff()) == "unsupported_image"
+
+
+# -- small palette graphics ------------------------------------------------------------------------------
+
+
+def test_small_palette_graphics_get_exact_webp_variants_smaller_than_lossy_ones() -> None:
+    data = images.palette_icon(128)
+    pixels = Image.open(io.BytesIO(data)).convert("RGB")
+    webp = [spec for spec in PLAN.specs if spec.format == "webp"]
+    result = render_variants(data, [dataclasses.replace(spec, skip_if_larger=False) for spec in webp])
+    lossy = images.encode(pixels, "WEBP", quality=webp[0].quality, method=min(webp[0].effort, 6))
+    for variant in result.variants:
+        assert variant.data is not None
+        decoded = Image.open(io.BytesIO(variant.data)).convert("RGB")
+        assert list(decoded.getdata()) == list(pixels.getdata()), variant.spec.name  # no smeared edges
+        assert len(variant.data) < len(lossy) / 2, variant.spec.name
+    # a photo (thousands of colours) stays lossy
+    photo_webp = render_variants(png_bytes(photo(120, 90)), webp[:1]).variants[0].data
+    assert photo_webp is not None and b"VP8 " in photo_webp[:40]

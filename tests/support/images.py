@@ -102,3 +102,14 @@ def tiff() -> bytes:
 
 def bmp() -> bytes:
     return encode(photo(40, 30), "BMP")
+
+
+def palette_icon(size: int = 64) -> bytes:
+    """A small flat-colour graphic (8 colours) saved as a palette PNG: an icon or a logo."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (size, size), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((size // 8, size // 8, size * 7 // 8, size * 7 // 8), fill=(30, 90, 200), outline=(0, 0, 0))
+    draw.rectangle((size // 3, size // 3, size * 2 // 3, size * 2 // 3), fill=(240, 180, 20))
+    return encode(image.convert("P", palette=Image.Palette.ADAPTIVE, colors=8), "PNG")
