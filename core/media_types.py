@@ -174,8 +174,12 @@ def _jpeg_end(buf: memoryview | mmap.mmap, n: int) -> int:
     while True:
         if pos + 2 > n:
             raise _Truncated
-        if buf[pos] != 0xFF:
-            raise _Truncated  # not at a marker: the structure is broken before its end
+        if buf[pos] != 0xFF:  # stray bytes before a marker: libjpeg skips them with a warning, so do we
+            found = _JPEG_MARKER.search(buf, pos)
+            if found is None:
+                raise _Truncated
+            pos = found.start()
+            continue
         marker = buf[pos + 1]
         if marker == 0xFF:
             pos += 1
