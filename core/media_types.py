@@ -51,6 +51,9 @@ class ImageRules(BaseModel):
     #: WebP variants of images with at most 256 colours and at most this many pixels are also encoded
     #: lossless, and the smaller kept (0: never). Icons and diagrams: exact and 2-5x smaller.
     palette_lossless_max_pixels: int = Field(default=1_000_000, ge=0)
+    #: An animation whose frames x canvas pixels exceed this is a decompression bomb (every frame is
+    #: decoded to check it).
+    max_animation_pixels: int = Field(default=400_000_000, gt=0)
 
 
 def load_image_rules() -> ImageRules:
@@ -360,12 +363,22 @@ def _bomb(width: int, height: int, max_pixels: int) -> MediaRejected:
     )
 
 
-def _decode_every_frame(image: Image.Image, max_pixels: int) -> None:
+def _decode_every_frame(image: Image.Image, rules: ImageRules) -> None:
     """Decode all frames (an APNG or GIF whose later frames are broken never renders reliably). JPEG is
-    decoded at 1/8 scale: libjpeg still entropy-decodes the whole stream, at a fraction of the work."""
+    decoded at 1/8 scale: libjpeg still entropy-decodes the whole stream, at a fraction of the work.
+
+    Frames x canvas is bounded by `max_animation_pixels` first: thousands of highly compressible frames
+    would otherwise make the check itself a way to stall a worker."""
+    max_pixels = rules.max_pixels
     frames = getattr(image, "n_frames", 1)
     width, height = image.size
     pixels = width * height
+    if frames * pixels > rules.max_animation_pixels:
+        raise MediaRejected(
+            "decompression_bomb",
+            f"{frames:,} frames of {width}x{height} decode to {frames * pixels:,} pixels, over the "
+            f"{rules.max_animation_pixels:,} limit",
+        )
     if image.format == "JPEG":
         image.draft(
             image.mode if image.mode in ("RGB", "L", "CMYK") else None,
@@ -485,7 +498,7 @@ def _inspect_image(
                 if end is None:
                     raise MediaRejected("truncated_image", f"{mime} ends before its end-of-image marker")
                 try:
-                    _decode_every_frame(image, max_pixels)
+                    _decode_every_frame(image, rules)
                 except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
                     raise MediaRejected(
                         "decompression_bomb", f"a frame declares too many pixels ({exc})"

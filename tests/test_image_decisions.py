@@ -298,3 +298,12 @@ def test_small_palette_graphics_get_exact_webp_variants_smaller_than_lossy_ones(
     # a photo (thousands of colours) stays lossy
     photo_webp = render_variants(png_bytes(photo(120, 90)), webp[:1]).variants[0].data
     assert photo_webp is not None and b"VP8 " in photo_webp[:40]
+
+
+def test_an_animation_decoding_to_too_many_pixels_in_all_is_a_bomb(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    images.use_image_rules(monkeypatch, tmp_path / "config", "max_animation_pixels: 5000\n")
+    animation = images.apng(frames=3, size=48)  # 3 x 2,304 pixels
+    assert code(animation) == "decompression_bomb"
+    assert code(images.apng(frames=2, size=48)) is None
