@@ -224,8 +224,23 @@ def _normalise_mode(image: Image.Image) -> Image.Image:
     image: converting to RGBA turns that colour into alpha 0, as a browser shows it."""
     if image.mode == "RGBA" or (image.mode == "RGB" and "transparency" not in image.info):
         return image
+    if image.mode.startswith("I;16"):
+        return _from_16_bit_grey(image)
     has_alpha = image.mode in ("LA", "PA", "RGBa", "La") or "transparency" in image.info
     return image.convert("RGBA" if has_alpha else "RGB")
+
+
+def _from_16_bit_grey(image: Image.Image) -> Image.Image:
+    """16-bit grey (PNG bit depth 16) scaled to 8 bits, not clipped (Pillow's own conversion clips, so
+    anything above 255 of 65535 came out white), with its tRNS colour key as alpha."""
+    grey = image.convert("I").point(lambda v: v * (1 / 257)).convert("L")
+    key = image.info.get("transparency")
+    if not isinstance(key, int):
+        return grey.convert("RGB")
+    import numpy as np  # installed with pandas; only 16-bit grey images with a colour key need it
+
+    alpha = Image.fromarray(np.where(np.asarray(image) == key, 0, 255).astype(np.uint8), "L")
+    return Image.merge("RGBA", (grey, grey, grey, alpha))
 
 
 def encode(

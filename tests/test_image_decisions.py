@@ -307,3 +307,15 @@ def test_an_animation_decoding_to_too_many_pixels_in_all_is_a_bomb(
     animation = images.apng(frames=3, size=48)  # 3 x 2,304 pixels
     assert code(animation) == "decompression_bomb"
     assert code(images.apng(frames=2, size=48)) is None
+
+
+def test_16_bit_grey_keeps_its_tones_and_its_colour_key() -> None:
+    data = images.grey16_keyed_png()
+    specs = tuple(dataclasses.replace(spec, skip_if_larger=False) for spec in PLAN.specs)
+    for variant in render_variants(data, specs).variants:
+        assert variant.data is not None
+        out = Image.open(io.BytesIO(variant.data)).convert("RGBA")
+        w, h = out.size
+        left, right = out.getpixel((w // 4, h // 2)), out.getpixel((w * 3 // 4, h // 2))
+        assert abs(left[0] - 40) <= 4 and left[3] > 240, (variant.spec.name, left)  # not clipped to white
+        assert right[3] < 16, (variant.spec.name, right)

@@ -113,3 +113,12 @@ def palette_icon(size: int = 64) -> bytes:
     draw.ellipse((size // 8, size // 8, size * 7 // 8, size * 7 // 8), fill=(30, 90, 200), outline=(0, 0, 0))
     draw.rectangle((size // 3, size // 3, size * 2 // 3, size * 2 // 3), fill=(240, 180, 20))
     return encode(image.convert("P", palette=Image.Palette.ADAPTIVE, colors=8), "PNG")
+
+
+def grey16_keyed_png() -> bytes:
+    """16-bit grey PNG: left half value 10,400 (about 40 of 255), right half the tRNS key 0x1234."""
+    import numpy as np
+
+    values = np.full((32, 64), 10_400, dtype=np.uint16)
+    values[:, 32:] = 0x1234
+    return encode(Image.fromarray(values), "PNG", transparency=0x1234)
