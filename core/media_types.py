@@ -205,8 +205,9 @@ def _jpeg_end(buf: memoryview | mmap.mmap, n: int) -> int:
             pos = found.start()
 
 
-#: Pillow's limits for PNG text (it raises a plain ValueError past them, at open or at load).
 def _check_png_text(chunk_type: bytes, body: bytes, used: int) -> int:
+    """Pillow's limits for compressed PNG text, checked here: past them Pillow raises a plain ValueError
+    (at open or at load) that would read as an unreadable image, not the bomb it is."""
     if chunk_type == b"zTXt":
         _keyword, _, rest = body.partition(b"\x00")
         compressed = rest[1:]
@@ -321,7 +322,7 @@ def _image_end(mime: str, buf: memoryview | mmap.mmap, n: int) -> int:
 def _view(handle: BinaryIO) -> Iterator[memoryview | mmap.mmap]:
     """The content as a buffer without copying it: the BytesIO's own buffer, or the file mapped."""
     if isinstance(handle, io.BytesIO):
-        with handle.getbuffer() as view:
+        with memoryview(handle.getvalue()) as view:  # BytesIO(bytes) shares the bytes: no copy
             yield view
         return
     with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:

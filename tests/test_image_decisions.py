@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from core.catalog.db import get_engine, upgrade_catalog
@@ -319,3 +321,39 @@ def test_16_bit_grey_keeps_its_tones_and_its_colour_key() -> None:
         left, right = out.getpixel((w // 4, h // 2)), out.getpixel((w * 3 // 4, h // 2))
         assert abs(left[0] - 40) <= 4 and left[3] > 240, (variant.spec.name, left)  # not clipped to white
         assert right[3] < 16, (variant.spec.name, right)
+
+
+# -- the property behind all of it -----------------------------------------------------------------------
+
+_SEEDS = {
+    "jpeg": jpeg_bytes(photo(64, 48)),
+    "png": png_bytes(photo(64, 48)),
+    "gif": images.encode(photo(64, 48).convert("P"), "GIF"),
+    "webp": images.encode(photo(64, 48), "WEBP"),
+    "apng": images.apng(frames=2, size=32),
+}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    fmt=st.sampled_from(sorted(_SEEDS)),
+    edits=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), max_size=4),
+    cut=st.one_of(st.none(), st.floats(0.3, 1)),
+    trailer=st.binary(max_size=64),
+)
+def test_whatever_the_decision_accepts_renders(fmt: str, edits, cut, trailer: bytes) -> None:
+    """Damaged images (bytes changed, cut short, bytes appended): the decision refuses with a reason code
+    or accepts, and everything it accepts renders every variant."""
+    data = bytearray(_SEEDS[fmt])
+    for where, value in edits:
+        data[16 + int(where * (len(data) - 17))] = value  # past the signature: the type stays the same
+    if cut is not None:
+        data = data[: max(16, int(len(data) * cut))]
+    data = bytes(data) + trailer
+    try:
+        info = inspect_media(data)
+    except MediaRejected as exc:
+        assert exc.code in {"truncated_image", "undecodable_image", "unreadable_image", "decompression_bomb"}
+        return
+    assert info.trailing_bytes is not None and info.trailing_bytes >= 0
+    render_variants(data, PLAN.specs[:3])  # raises ImageDecodeError if the decision let a bad one through
