@@ -1,0 +1,150 @@
+"""Progress of long work (migrations, backups, sweeps, variant batches), reported at a bounded rate.
+
+A migration of gigabytes runs for minutes; without this its run log is silent until it ends. The
+reporter is fed as work completes (`advance`) and emits one line at most every `every_seconds`: done and
+total items, megabytes, rate and an estimate of the time left. It knows nothing of Dagster: the asset
+layer hands it `context.log.info`; the quick start hands it a terminal progress bar.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MB = 1024 * 1024
+
+
+def format_duration(seconds: float) -> str:
+    """`42s`, `3m05s`, `2h07m`: short enough for a log line, exact enough for an ETA."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, secs = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+@dataclass(frozen=True)
+class ProgressSnapshot:
+    """What has been done so far, and what it implies."""
+
+    label: str
+    unit: str
+    done: int
+    total: int | None
+    done_bytes: int
+    total_bytes: int | None
+    elapsed_seconds: float
+
+    @property
+    def fraction(self) -> float | None:
+        """Share done, by bytes when both byte figures are known (rows differ wildly in size)."""
+        if self.total_bytes:
+            return min(1.0, self.done_bytes / self.total_bytes)
+        if self.total:
+            return min(1.0, self.done / self.total)
+        return None
+
+    @property
+    def eta_seconds(self) -> float | None:
+        fraction = self.fraction
+        if not fraction or self.elapsed_seconds <= 0:
+            return None
+        return self.elapsed_seconds * (1 - fraction) / fraction
+
+    def line(self) -> str:
+        """One human line: `stories: 120/867 rows (14 %), 230.1/1,886.0 MB, 23.9 MB/s, ETA 1m12s`."""
+        items = f"{self.done:,}" + (f"/{self.total:,}" if self.total is not None else "") + f" {self.unit}"
+        parts = [items]
+        fraction = self.fraction
+        if fraction is not None:
+            parts[0] += f" ({fraction * 100:.0f} %)"
+        if self.done_bytes or self.total_bytes:
+            mb = f"{self.done_bytes / MB:,.1f}"
+            if self.total_bytes is not None:
+                mb += f"/{self.total_bytes / MB:,.1f}"
+            parts.append(f"{mb} MB")
+        if self.elapsed_seconds > 0:
+            if self.done_bytes:
+                parts.append(f"{self.done_bytes / MB / self.elapsed_seconds:,.1f} MB/s")
+            else:
+                parts.append(f"{self.done / self.elapsed_seconds:,.1f} {self.unit}/s")
+        eta = self.eta_seconds
+        if eta is not None and fraction is not None and fraction < 1:
+            parts.append(f"ETA {format_duration(eta)}")
+        elif fraction is not None and fraction >= 1:
+            parts.append(f"in {format_duration(self.elapsed_seconds)}")
+        return f"{self.label}: " + ", ".join(parts)
+
+
+class ProgressReporter:
+    """Thread-safe counter that calls `emit` with a snapshot at most every `every_seconds`.
+
+    Workers call `advance` from several threads; the first call past the interval emits (outside the
+    lock, so a slow log handler never blocks the others). `finish` always emits the final figures.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        emit: Callable[[ProgressSnapshot], None],
+        *,
+        unit: str = "rows",
+        total: int | None = None,
+        total_bytes: int | None = None,
+        every_seconds: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.label = label
+        self.unit = unit
+        self.total = total
+        self.total_bytes = total_bytes
+        self.every_seconds = every_seconds
+        self._emit = emit
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._started = clock()
+        self._last_emitted = self._started
+        self._done = 0
+        self._done_bytes = 0
+        self.emitted = 0
+
+    def _snapshot(self, now: float) -> ProgressSnapshot:
+        return ProgressSnapshot(
+            label=self.label,
+            unit=self.unit,
+            done=self._done,
+            total=self.total,
+            done_bytes=self._done_bytes,
+            total_bytes=self.total_bytes,
+            elapsed_seconds=now - self._started,
+        )
+
+    def advance(self, items: int = 1, nbytes: int = 0) -> None:
+        now = self._clock()
+        with self._lock:
+            self._done += items
+            self._done_bytes += nbytes
+            if now - self._last_emitted < self.every_seconds:
+                return
+            self._last_emitted = now
+            snapshot = self._snapshot(now)
+            self.emitted += 1
+        self._emit(snapshot)
+
+    def finish(self) -> ProgressSnapshot:
+        now = self._clock()
+        with self._lock:
+            snapshot = self._snapshot(now)
+            self.emitted += 1
+        self._emit(snapshot)
+        return snapshot
+
+
+def log_progress(log: Callable[[str], None]) -> Callable[[ProgressSnapshot], None]:
+    """An `emit` that writes each snapshot as one line through a logger (e.g. `context.log.info`)."""
+    return lambda snapshot: log(snapshot.line())
