@@ -28,10 +28,17 @@ from pydantic import Field
 
 from assets.sources import LEGACY_TABLES, OWNER, legacy_table_key
 from core.sources import load_sources_config
-from core.usage.costs import CostReport, UsageFigures, compute_cost_report, headline_text
-from core.usage.pricing import PriceTable, gb, load_price_table
+from core.usage.costs import CostReport, Coverage, UsageFigures, compute_cost_report, headline_text
+from core.usage.formatting import money, round_gb, round_money, round_pct
+from core.usage.pricing import PriceTable, gb, load_price_table, stale_prices
 from core.usage.quotas import load_quota_config
-from core.usage.report import projection_table, publish_report, write_cost_tables
+from core.usage.report import (
+    projection_table,
+    providers_table,
+    publish_report,
+    savings_table,
+    write_cost_tables,
+)
 from core.usage.snapshot import load_summaries, take_usage_snapshot
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
@@ -62,7 +69,8 @@ class CostReportConfig(Config):
     )
 
 
-def _md_table(frame: "pd.DataFrame", floatfmt: str = ",.4f") -> MetadataValue:
+def _md_table(frame: "pd.DataFrame", floatfmt: str = "g") -> MetadataValue:
+    """Already-rounded analyst frames print as they are ("g" keeps $0.00031 and 12,345.67 exact)."""
     if frame.empty:
         return MetadataValue.md("_none_")
     return MetadataValue.md(frame.to_markdown(index=False, floatfmt=floatfmt))
@@ -175,8 +183,13 @@ def _budget_check(asset_key: AssetKey, report: CostReport, prices: PriceTable) -
         check_name=BUDGET_CHECK,
         passed=cost <= prices.budget_monthly_usd,
         severity=AssetCheckSeverity.WARN,
-        description=f"${cost:,.2f}/month now against a budget of ${prices.budget_monthly_usd:,.2f}/month",
-        metadata={"monthly_cost_usd": cost, "budget_monthly_usd": prices.budget_monthly_usd},
+        description=(
+            f"{money(cost)} a month now against a budget of {money(prices.budget_monthly_usd)} a month"
+        ),
+        metadata={
+            "monthly_cost_usd": round_money(cost),
+            "budget_monthly_usd": round_money(prices.budget_monthly_usd),
+        },
     )
 
 
@@ -195,27 +208,37 @@ def _cost_report(
         summaries = load_summaries(conn, first, last)
         if summaries.empty:
             raise Failure(f"no usage snapshot between {first} and {last}: materialize usage_snapshot first")
-        report = compute_cost_report(UsageFigures.from_summaries(summaries), prices, period, first)
+        coverage = Coverage.of(summaries, first, last)
+        report = compute_cost_report(UsageFigures.from_summaries(summaries), prices, period, first, coverage)
         write_cost_tables(conn, report)
     h = report.headline
+    stale = stale_prices(prices, coverage.last_snapshot)
     metadata: dict[str, Any] = {
-        "now_monthly_usd": h["now_monthly_usd"],
-        "base64_in_postgres_monthly_usd": h["base64_in_postgres_monthly_usd"],
-        "saving_pct": h["saving_pct"],
-        "object_storage_gb": h["object_storage_gb"],
-        "database_gb": h["database_gb"],
-        "snapshots_averaged": len(summaries),
         "headline": headline_text(report, prices),
-        "providers": _md_table(report.providers),
-        "savings_by_cause": _md_table(report.savings),
-        "projection": _md_table(projection_table(report), ",.2f"),
+        "now_monthly_usd": round_money(h["now_monthly_usd"]),
+        "base64_in_postgres_monthly_usd": round_money(h["base64_in_postgres_monthly_usd"]),
+        "saving_pct": round_pct(h["saving_pct"]),
+        "object_storage_gb": round_gb(h["object_storage_gb"]),
+        "database_gb": round_gb(h["database_gb"]),
+        "days_covered": MetadataValue.text(coverage.sentence(period)),
+        "snapshots_averaged": coverage.snapshot_days,
+        "days_in_period": coverage.period_days,
+        "growth_gb": round_gb(h["growth_gb"]),
+        "stale_prices": len(stale),
+        "savings_by_cause": _md_table(savings_table(report)),
+        "cost_by_provider": _md_table(providers_table(report).drop(columns=["How the cost comes about"])),
+        "projection": _md_table(projection_table(report)),
     }
+    if stale:
+        metadata["price_warnings"] = MetadataValue.md("\n".join(f"- {w}" for w in stale))
+        context.log.warning(f"{len(stale)} price(s) to re-check in config/pricing.yaml: " + " ".join(stale))
     for cause, usd in zip(report.savings["cause"], report.savings["monthly_usd"], strict=True):
-        metadata[f"saving_{cause}_usd"] = float(usd)
+        metadata[f"saving_{cause}_usd"] = round_money(float(usd))
     if config.publish_files:
         published = publish_report(object_store.store(), report, prices)
         metadata["report_url"] = MetadataValue.url(published.signed_url)
         metadata["report_key"] = published.html_key
+        metadata["parquet_keys"] = MetadataValue.json(list(published.parquet_keys))
         chart = base64.b64encode(published.chart_png).decode("ascii")
         metadata["chart"] = MetadataValue.md(f"![cost chart](data:image/png;base64,{chart})")
     context.log.info(headline_text(report, prices))

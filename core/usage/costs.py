@@ -18,7 +18,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from core.usage.pricing import PriceTable, gb
+from core.usage.formatting import money, round_pct, size
+from core.usage.pricing import Price, PriceTable, gb
 
 if TYPE_CHECKING:  # pandas loads only where a report is computed, not in every step process
     import pandas as pd
@@ -68,22 +69,117 @@ class UsageFigures:
         return self.referenced_bytes * base64_overhead + self.database_bytes
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """Which days a report's figures come from: a month report averages the month's daily snapshots."""
+
+    first_snapshot: dt.date
+    last_snapshot: dt.date
+    snapshot_days: int
+    period_days: int
+    start_total_bytes: float  # everything stored (objects + base64 in rows) on the first snapshot
+    end_total_bytes: float  # ... and on the last one
+
+    @property
+    def growth_bytes(self) -> float:
+        return self.end_total_bytes - self.start_total_bytes
+
+    @classmethod
+    def of(cls, summaries: pd.DataFrame, first: dt.date, last: dt.date) -> Coverage:
+        """From the usage_summaries rows of the period [first, last] (oldest first)."""
+        if summaries.empty:
+            raise ValueError("no usage snapshot for the period: materialize usage_snapshot first")
+        totals = (
+            summaries["original_bytes"].astype(float)
+            + summaries["variant_bytes"].astype(float)
+            + summaries["backup_bytes"].astype(float)
+            + summaries["database_bytes"].astype(float)
+        )
+        dates = [_as_date(d) for d in summaries["snapshot_date"]]
+        return cls(
+            first_snapshot=min(dates),
+            last_snapshot=max(dates),
+            snapshot_days=len(set(dates)),
+            period_days=(last - first).days + 1,
+            start_total_bytes=float(totals.iloc[0]),
+            end_total_bytes=float(totals.iloc[-1]),
+        )
+
+    @classmethod
+    def single_day(cls, day: dt.date, total_bytes: float) -> Coverage:
+        return cls(day, day, 1, 1, total_bytes, total_bytes)
+
+    def sentence(self, period: str) -> str:
+        """E.g. 'Averaged over 12 daily snapshots (2026-03-01 to 2026-03-12) of the month's 31 days.'"""
+        if period == "day":
+            return (
+                f"Usage measured on {self.first_snapshot.isoformat()}; costs are that day's rate per month."
+            )
+        growth = gb(self.growth_bytes)
+        span = (
+            f"{self.first_snapshot.isoformat()} to {self.last_snapshot.isoformat()}"
+            if self.snapshot_days > 1
+            else self.first_snapshot.isoformat()
+        )
+        plural = "s" if self.snapshot_days != 1 else ""
+        covered = (
+            f"Averaged over {self.snapshot_days} daily snapshot{plural} ({span}) of the month's"
+            f" {self.period_days} days (GB-months, as providers bill)"
+        )
+        if self.snapshot_days < 2:
+            return covered + "; with one snapshot the month's growth is unknown."
+        verb = "grew" if growth >= 0 else "shrank"
+        return f"{covered}; storage {verb} by {size(abs(growth))} between the first and the last snapshot."
+
+
+def _as_date(value: object) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
 @dataclass
 class CostReport:
     period: str  # day | month
     period_start: dt.date
-    providers: pd.DataFrame  # provider, label, scenario, gb, monthly_cost_usd, price..., configured
+    providers: (
+        pd.DataFrame
+    )  # provider, label, scenario, gb, monthly_cost_usd, price..., configured, explanation
     savings: pd.DataFrame  # cause, gb, monthly_usd, explanation
     projections: pd.DataFrame  # users, scenario, database_gb, object_storage_gb, monthly_cost_usd
     headline: dict[str, float]
+    coverage: Coverage
 
     @property
     def current_monthly_usd(self) -> float:
         return self.headline["now_monthly_usd"]
 
 
+def _cost_phrase(price: Price, stored_gb: float) -> str:
+    """How a provider's monthly cost for `stored_gb` comes about, e.g. '$5.00 fixed fee covering 250 GB'."""
+    cost = price.monthly_cost(stored_gb)
+    beyond = max(0.0, stored_gb - price.included_gb)
+    per_gb = f"{money(price.per_gb_month)}/GB-month"
+    if price.base_monthly > 0:
+        phrase = f"a fixed fee of {money(price.base_monthly)} a month covering {price.included_gb:,.0f} GB"
+        if beyond > 0:
+            phrase += f", plus {size(beyond)} beyond it at {per_gb}"
+        return f"{phrase}, {money(cost)} in all"
+    if price.included_gb > 0 and beyond == 0:
+        return f"free, within the {price.included_gb:,.0f} GB included"
+    if price.included_gb > 0:
+        return f"{size(beyond)} beyond the {price.included_gb:,.0f} GB included at {per_gb}, {money(cost)}"
+    return f"{size(stored_gb)} at {per_gb}, {money(cost)}"
+
+
 def compute_cost_report(
-    usage: UsageFigures, prices: PriceTable, period: str, period_start: dt.date
+    usage: UsageFigures,
+    prices: PriceTable,
+    period: str,
+    period_start: dt.date,
+    coverage: Coverage | None = None,
 ) -> CostReport:
     import pandas as pd
 
@@ -105,6 +201,10 @@ def compute_cost_report(
                 "price_per_gb_month": price.per_gb_month,
                 "price_source_date": price.as_of,
                 "is_configured_provider": price.key == obj.key,
+                "explanation": (
+                    f"{size(obj_gb)} of files on {price.label}: {_cost_phrase(price, obj_gb)}; plus"
+                    f" {size(db_gb)} of base64 still in the database on {pg.label}, {money(db_now_cost)}."
+                ),
             }
         )
     for price in prices.of("postgres"):
@@ -118,6 +218,10 @@ def compute_cost_report(
                 "price_per_gb_month": price.per_gb_month,
                 "price_source_date": price.as_of,
                 "is_configured_provider": price.key == pg.key,
+                "explanation": (
+                    f"{size(before_gb)} of base64 text (each referenced file as base64, plus what is still"
+                    f" in rows) on {price.label}: {_cost_phrase(price, before_gb)}."
+                ),
             }
         )
     providers = pd.DataFrame(rows)
@@ -128,34 +232,69 @@ def compute_cost_report(
     delivery_gb = gb(usage.variant_delivery_saved_bytes) * prices.reads_per_object_per_month
     variant_gb = gb(usage.variant_bytes)
     retention_gb = gb(usage.retention_deleted_bytes)
+    migration_usd = ref_gb * overhead * pg.per_gb_month - ref_gb * obj.per_gb_month
+    dedup_usd = dedup_gb * obj.per_gb_month
+    delivery_usd = delivery_gb * obj.egress_per_gb
+    variant_usd = variant_gb * obj.per_gb_month
+    retention_usd = retention_gb * obj.per_gb_month
+    reads = prices.reads_per_object_per_month
+    if delivery_gb <= 0:
+        served = "No WebP/AVIF rendition is smaller than its original yet, so serving them saves no transfer"
+    elif obj.egress_per_gb == 0:
+        served = (
+            f"Serving WebP/AVIF renditions instead of originals sends {size(delivery_gb)} less a month"
+            f" ({reads:g} views per image assumed), which saves no money because {obj.label} does not"
+            " charge for egress"
+        )
+    else:
+        served = (
+            f"Serving WebP/AVIF renditions instead of originals sends {size(delivery_gb)} less a month"
+            f" ({reads:g} views per image assumed), {money(delivery_usd)} at {money(obj.egress_per_gb)}/GB"
+            " egress"
+        )
+    net = delivery_usd - variant_usd
     savings = pd.DataFrame(
         [
             {
                 "cause": "migration",
                 "gb": ref_gb * overhead - ref_gb,
-                "monthly_usd": ref_gb * overhead * pg.per_gb_month - ref_gb * obj.per_gb_month,
-                "explanation": f"{ref_gb:.3f} GB as base64 on {pg.label} vs as files on {obj.label}",
+                "monthly_usd": migration_usd,
+                "explanation": (
+                    f"Keeping {size(ref_gb)} of files on {obj.label} ({money(obj.per_gb_month)}/GB-month)"
+                    f" instead of {size(ref_gb * overhead)} of base64 text on {pg.label}"
+                    f" ({money(pg.per_gb_month)}/GB-month) saves {money(migration_usd)} a month."
+                ),
             },
             {
                 "cause": "deduplication",
                 "gb": dedup_gb,
-                "monthly_usd": dedup_gb * obj.per_gb_month,
-                "explanation": "identical content referenced from several rows is stored once",
+                "monthly_usd": dedup_usd,
+                "explanation": (
+                    f"{size(dedup_gb)} of identical content referenced from several rows is stored once,"
+                    f" which saves {money(dedup_usd)} a month on {obj.label}."
+                    if dedup_gb > 0
+                    else "No content is referenced from more than one row, so deduplication saves nothing."
+                ),
             },
             {
                 "cause": "webp_avif_variants",
                 "gb": delivery_gb - variant_gb,
-                "monthly_usd": delivery_gb * obj.egress_per_gb - variant_gb * obj.per_gb_month,
+                "monthly_usd": net,
                 "explanation": (
-                    f"{delivery_gb:.3f} GB/month less served ({prices.reads_per_object_per_month:g} reads per"
-                    f" image at ${obj.egress_per_gb}/GB egress) minus {variant_gb:.3f} GB of variants stored"
+                    f"{served}; storing {size(variant_gb)} of variants costs {money(variant_usd)} a month,"
+                    f" so variants {'save' if net >= 0 else 'cost'} {money(abs(net))} a month in all."
                 ),
             },
             {
                 "cause": "retention",
                 "gb": retention_gb,
-                "monthly_usd": retention_gb * obj.per_gb_month,
-                "explanation": "objects and variants deleted by retention policies no longer billed",
+                "monthly_usd": retention_usd,
+                "explanation": (
+                    f"{size(retention_gb)} deleted by retention policies is no longer billed, which saves"
+                    f" {money(retention_usd)} a month on {obj.label}."
+                    if retention_gb > 0
+                    else "Retention has deleted nothing yet, so it saves nothing."
+                ),
             },
         ]
     )
@@ -200,13 +339,20 @@ def compute_cost_report(
         "owners": usage.owner_count,
         "budget_monthly_usd": prices.budget_monthly_usd,
     }
-    return CostReport(period, period_start, providers, savings, projections, headline)
+    if coverage is None:
+        coverage = Coverage.single_day(period_start, usage.object_storage_bytes + usage.database_bytes)
+    headline["snapshot_days"] = coverage.snapshot_days
+    headline["period_days"] = coverage.period_days
+    headline["growth_gb"] = gb(coverage.growth_bytes)
+    return CostReport(period, period_start, providers, savings, projections, headline, coverage)
 
 
 def headline_text(report: CostReport, prices: PriceTable) -> str:
+    """One sentence: what storage costs now against what it would cost as base64 in Postgres."""
     h = report.headline
     return (
-        f"${h['base64_in_postgres_monthly_usd']:,.2f}/month as base64 in Postgres ({prices.postgres.label},"
-        f" {h['before_gb']:.3f} GB) vs ${h['now_monthly_usd']:,.2f}/month now ({prices.object_storage.label}"
-        f" {h['object_storage_gb']:.3f} GB + database {h['database_gb']:.3f} GB)"
+        f"Storage costs {money(h['now_monthly_usd'])} a month now ({size(h['object_storage_gb'])} on"
+        f" {prices.object_storage.label} and {size(h['database_gb'])} still in the database), against"
+        f" {money(h['base64_in_postgres_monthly_usd'])} a month as base64 in Postgres"
+        f" ({size(h['before_gb'])} on {prices.postgres.label}): {round_pct(h['saving_pct']):.1f} % less."
     )

@@ -1,8 +1,9 @@
 """Where analysts read the cost report: catalog tables, CSV files, and an HTML page with a PNG chart.
 
 The tables are replaced delete-then-insert per (period, period_start) so reruns are idempotent. The HTML
-page inlines its chart as a base64 PNG, so it opens on its own from a signed URL; the chart and CSVs are
-also stored next to it.
+page inlines its chart as a base64 PNG, so it opens on its own from a signed URL; the chart and the
+analyst tables (CSV and Parquet: plain column names, money to the cent, GB to 3 decimals) are stored
+next to it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import base64
 import datetime as dt
 import html
 import io
+import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -20,10 +22,12 @@ from core.catalog.models import CATALOG_SCHEMA
 from core.keys import validate_key
 from core.objectstore.base import ObjectStore, sha256_hex
 from core.usage.costs import CostReport
-from core.usage.pricing import PriceTable
+from core.usage.formatting import money, round_gb, round_money, round_pct, size, yes_no
+from core.usage.pricing import PriceTable, stale_prices
 
-if TYPE_CHECKING:  # pandas loads only where a report is computed, not in every step process
+if TYPE_CHECKING:  # pandas and matplotlib load only where a report is computed, not in every step
     import pandas as pd
+    from matplotlib.figure import Figure
 
 C = CATALOG_SCHEMA
 
@@ -41,7 +45,10 @@ def write_cost_tables(conn: sa.Connection, report: CostReport) -> None:
                 monthly_cost_usd, price_per_gb_month, price_source_date, is_configured_provider)
             VALUES (:period, :period_start, :provider, :scenario, :gb, :monthly_cost_usd,
                 :price_per_gb_month, :price_source_date, :is_configured_provider)"""),
-        [{**base, **row} for row in report.providers.drop(columns=["label"]).to_dict("records")],
+        [
+            {**base, **row}
+            for row in report.providers.drop(columns=["label", "explanation"]).to_dict("records")
+        ],
     )
     conn.execute(
         sa.text(f"""INSERT INTO {C}.cost_savings (period, period_start, cause, gb, monthly_usd, explanation)
@@ -57,112 +64,288 @@ def write_cost_tables(conn: sa.Connection, report: CostReport) -> None:
     )
 
 
+SCENARIO_WORDS = {
+    "now": "Now: files in object storage, the rest in Postgres",
+    "base64_in_postgres": "Before: base64 in Postgres",
+}
+CAUSE_WORDS = {
+    "migration": "Moving base64 out of Postgres",
+    "deduplication": "Storing identical content once",
+    "webp_avif_variants": "WebP/AVIF variants",
+    "retention": "Retention policies",
+}
+
+
+def providers_table(report: CostReport) -> pd.DataFrame:
+    """Cost by provider for analysts: plain column names, rounded figures, words rather than flags."""
+    import pandas as pd
+
+    p = report.providers.sort_values(["scenario", "monthly_cost_usd"], ascending=[False, True])
+    return pd.DataFrame(
+        {
+            "Provider": p["label"].to_numpy(),
+            "Scenario": [SCENARIO_WORDS.get(s, s) for s in p["scenario"]],
+            "Configured for this platform": [yes_no(bool(v)) for v in p["is_configured_provider"]],
+            "Stored GB": [round_gb(v) for v in p["gb"]],
+            "Monthly cost (USD)": [round_money(v) for v in p["monthly_cost_usd"]],
+            "Price per GB-month (USD)": [round_money(v) for v in p["price_per_gb_month"]],
+            "Price dated": [d.isoformat() for d in p["price_source_date"]],
+            "How the cost comes about": p["explanation"].to_numpy(),
+        }
+    )
+
+
+def savings_table(report: CostReport) -> pd.DataFrame:
+    import pandas as pd
+
+    s = report.savings
+    return pd.DataFrame(
+        {
+            "Cause": [CAUSE_WORDS.get(c, c) for c in s["cause"]],
+            "GB saved (negative: added)": [round_gb(v) for v in s["gb"]],
+            "Monthly saving (USD, negative: a cost)": [round_money(v) for v in s["monthly_usd"]],
+            "Explanation": s["explanation"].to_numpy(),
+        }
+    )
+
+
 def projection_table(report: CostReport) -> pd.DataFrame:
     """Seed 000's cost-by-users table, from measured per-user usage."""
     import pandas as pd
 
     p = report.projections.pivot(index="users", columns="scenario")
-    table = pd.DataFrame(
+    before_usd = p[("monthly_cost_usd", "base64_in_postgres")].to_numpy()
+    now_usd = p[("monthly_cost_usd", "object_storage")].to_numpy()
+    saving = [(1 - n / b) * 100 if b > 0 else 0.0 for n, b in zip(now_usd, before_usd, strict=True)]
+    return pd.DataFrame(
         {
-            "users": p.index,
-            "base64 in Postgres GB": p[("database_gb", "base64_in_postgres")].to_numpy(),
-            "base64 in Postgres $/mo": p[("monthly_cost_usd", "base64_in_postgres")].to_numpy(),
-            "DB GB now": p[("database_gb", "object_storage")].to_numpy(),
-            "object storage GB": p[("object_storage_gb", "object_storage")].to_numpy(),
-            "object storage + DB $/mo": p[("monthly_cost_usd", "object_storage")].to_numpy(),
+            "Users": p.index.to_numpy(),
+            "Before: base64 in Postgres (GB)": [
+                round_gb(v) for v in p[("database_gb", "base64_in_postgres")]
+            ],
+            "Before: monthly cost (USD)": [round_money(v) for v in before_usd],
+            "Now: still in Postgres (GB)": [round_gb(v) for v in p[("database_gb", "object_storage")]],
+            "Now: object storage (GB)": [round_gb(v) for v in p[("object_storage_gb", "object_storage")]],
+            "Now: monthly cost (USD)": [round_money(v) for v in now_usd],
+            "Saving (%)": [round_pct(v) for v in saving],
         }
     )
-    before = table["base64 in Postgres $/mo"]
-    table["saving %"] = (1 - table["object storage + DB $/mo"] / before.where(before > 0)).fillna(0) * 100
-    return table
 
 
-def render_chart(report: CostReport) -> bytes:
-    """PNG: monthly cost per provider now vs as base64 in Postgres, and the projection by users.
+def prices_table(prices: PriceTable, on: dt.date) -> pd.DataFrame:
+    import pandas as pd
+
+    limit = dt.timedelta(days=prices.stale_after_days)
+    return pd.DataFrame(
+        [
+            {
+                "Provider": p.label,
+                "Kind": "object storage" if p.category == "object_storage" else "Postgres host",
+                "Price per GB-month (USD)": round_money(p.per_gb_month),
+                "Fixed monthly fee (USD)": round_money(p.base_monthly),
+                "Included GB": p.included_gb,
+                "Egress per GB (USD)": round_money(p.egress_per_gb),
+                "Price dated": p.as_of.isoformat(),
+                "Older than the limit": yes_no(on - p.as_of > limit),
+                "Source": p.source,
+                "Note": p.note,
+            }
+            for p in prices.prices.values()
+        ]
+    )
+
+
+def report_title(report: CostReport) -> str:
+    if report.period == "month":
+        return f"Storage cost report, {report.period_start.strftime('%B %Y')}"
+    return f"Storage cost report, {report.period_start.strftime('%A %-d %B %Y')}"
+
+
+def _log_axis_money(axis: Any, values: list[float]) -> None:
+    """A log axis labelled in dollars, bounded by the positive values (no band below zero)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    positive = [v for v in values if v > 0] or [0.01]
+    low, high = min(positive), max(positive)
+    axis.set_xscale("log")
+    axis.set_xlim(10 ** math.floor(math.log10(low) - 0.3), 10 ** math.ceil(math.log10(high) + 0.6))
+    axis.xaxis.set_major_locator(LogLocator(base=10))
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: money(v)))
+    axis.xaxis.set_minor_formatter(NullFormatter())
+
+
+def render_chart(report: CostReport, prices: PriceTable | None = None) -> bytes:
+    """The chart as PNG bytes (see chart_figure)."""
+    fig = chart_figure(report, prices)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def chart_figure(report: CostReport, prices: PriceTable | None = None) -> Figure:
+    """A figure with two panels that read at any scale (demo or terabytes).
+
+    Left: before (base64 in Postgres) vs now (object storage + what is left in Postgres) on the configured
+    setup, for the measured usage and for each projected number of users; a log axis with every value
+    written on its bar, so $0.0003 against $0.02 is as visible as $300 against $20,000. Right: each
+    provider's per-GB price, with fixed fees and included GB written beside it rather than mixed into
+    the cost (a $5 base fee otherwise dwarfs the per-GB comparison at small volumes).
 
     A bare `Figure` (no pyplot state, thread-safe) imported here: matplotlib costs a second of start-up
     that every other step process would pay for nothing.
     """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 4.5), dpi=100)
-    left, right = fig.subplots(1, 2)
-    providers = report.providers.sort_values(["scenario", "monthly_cost_usd"])
-    colors = ["#d62728" if s == "base64_in_postgres" else "#1f77b4" for s in providers["scenario"]]
-    left.barh(providers["label"], providers["monthly_cost_usd"], color=colors)
-    left.set_xlabel("USD per month")
-    left.set_title("Monthly storage cost (red: as base64 in Postgres)")
-    left.tick_params(axis="y", labelsize=7)
-    projections = projection_table(report)
-    right.plot(
-        projections["users"],
-        projections["base64 in Postgres $/mo"],
-        "o-",
-        color="#d62728",
-        label="base64 in Postgres",
-    )
-    right.plot(
-        projections["users"],
-        projections["object storage + DB $/mo"],
-        "o-",
-        color="#1f77b4",
-        label="object storage + DB",
-    )
-    right.set_xscale("log")
-    right.set_yscale("symlog", linthresh=1)
-    right.set_xlabel("users")
-    right.set_ylabel("USD per month")
-    right.set_title("Projection from measured per-user usage")
-    right.legend()
+    h = report.headline
+    projection = report.projections.pivot(index="users", columns="scenario")["monthly_cost_usd"]
+    scenarios = [
+        (f"measured ({h['owners']:,.0f} owners)", h["base64_in_postgres_monthly_usd"], h["now_monthly_usd"])
+    ]
+    scenarios += [
+        (f"{users:,} users", float(row["base64_in_postgres"]), float(row["object_storage"]))
+        for users, row in projection.iterrows()
+    ]
+    fig = Figure(figsize=(13, 5.2), dpi=100)
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
+
+    n = len(scenarios)
+    ys = list(range(n))[::-1]
+    values = [v for _, before, now in scenarios for v in (before, now)]
+    _log_axis_money(left, values)
+    floor = left.get_xlim()[0]
+    for y, (_label, before, now) in zip(ys, scenarios, strict=True):
+        for offset, value, color in ((0.2, before, "#c0392b"), (-0.2, now, "#2471a3")):
+            width = max(value, floor) - floor
+            left.barh(y + offset, width, left=floor, height=0.38, color=color)
+            left.annotate(
+                money(value),
+                (max(value, floor), y + offset),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=9,
+            )
+    left.set_yticks(ys, [label for label, _, _ in scenarios])
+    left.set_xlabel("USD per month (log scale)")
+    left.set_title("Before (red: base64 in Postgres) vs now (blue: object storage)", fontsize=11)
+    left.grid(axis="x", which="major", alpha=0.3)
+
+    providers = report.providers.drop_duplicates("provider").sort_values("price_per_gb_month")
+    by_key = prices.prices if prices is not None else {}
+    labels, per_gb, colors, notes = [], [], [], []
+    for row in providers.itertuples():
+        labels.append(row.label + (" (configured)" if row.is_configured_provider else ""))
+        per_gb.append(float(row.price_per_gb_month))
+        colors.append("#c0392b" if row.scenario == "base64_in_postgres" else "#2471a3")
+        price = by_key.get(row.provider)
+        extra = []
+        if price is not None and price.base_monthly > 0:
+            extra.append(f"+ {money(price.base_monthly)}/month fixed")
+        if price is not None and price.included_gb > 0:
+            extra.append(f"{price.included_gb:,.0f} GB included")
+        notes.append(
+            f"{money(float(row.price_per_gb_month))}/GB" + (f"  ({', '.join(extra)})" if extra else "")
+        )
+    ys = list(range(len(labels)))
+    right.barh(ys, per_gb, color=colors, height=0.6)
+    for y, value, note in zip(ys, per_gb, notes, strict=True):
+        right.annotate(note, (value, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+    right.set_yticks(ys, labels, fontsize=8)
+    right.set_xlim(0, max(per_gb) * 2.4)
+    right.set_xlabel("USD per GB-month (fixed fees and included GB written beside each bar)")
+    right.set_title("Price per GB-month (red: Postgres hosts)", fontsize=11)
+    right.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return fig
 
 
 def _table_html(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, float_format=lambda v: f"{v:,.4f}", border=0, classes="t")
+    return frame.to_html(index=False, border=0, classes="t", na_rep="", float_format=_cell)
 
 
-def render_html(report: CostReport, prices: PriceTable, chart_png: bytes) -> str:
-    import pandas as pd
+def _cell(value: float) -> str:
+    return f"{value:,.3f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:,.0f}"
 
+
+def render_html(
+    report: CostReport, prices: PriceTable, chart_png: bytes, *, generated: dt.datetime | None = None
+) -> str:
     h = report.headline
-    prices_frame = pd.DataFrame(
-        [
-            {
-                "provider": p.label,
-                "USD/GB-month": p.per_gb_month,
-                "base USD/month": p.base_monthly,
-                "included GB": p.included_gb,
-                "price as of": p.as_of.isoformat(),
-                "source": p.source,
-                "note": p.note,
-            }
-            for p in prices.prices.values()
-        ]
-    )
     chart = base64.b64encode(chart_png).decode("ascii")
-    title = f"Storage cost report ({report.period} from {report.period_start.isoformat()})"
+    title = report_title(report)
+    warnings = stale_prices(prices, report.coverage.last_snapshot)
+    warning_html = (
+        '<div class="warn"><b>Prices to re-check.</b><ul>'
+        + "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+        + "</ul></div>"
+        if warnings
+        else ""
+    )
+    saving = round_pct(h["saving_pct"])
+    over_budget = h["now_monthly_usd"] > h["budget_monthly_usd"]
+    budget = (
+        f"above the budget of {money(h['budget_monthly_usd'])} a month"
+        if over_budget
+        else f"within the budget of {money(h['budget_monthly_usd'])} a month"
+    )
+    generated_at = (generated or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}} table.t{{border-collapse:collapse}}
-table.t td,table.t th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}</style></head>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:2em auto;
+max-width:1320px;padding:0 1em;color:#1c2833;line-height:1.45}}
+h1{{font-size:1.6em;margin-bottom:.2em}} h2{{font-size:1.2em;margin-top:1.6em}}
+#headline{{font-size:1.35em;margin:.6em 0;max-width:60em}}
+#headline .now{{color:#2471a3;font-weight:700}} #headline .before{{color:#c0392b;font-weight:700}}
+.sub{{color:#566573}} .warn{{background:#fef5e7;border-left:4px solid #e67e22;padding:.5em 1em;margin:1em 0}}
+#chart{{max-width:100%;height:auto;border:1px solid #eee}}
+table.t{{border-collapse:collapse;font-size:.92em}}
+table.t td,table.t th{{padding:4px 10px;border-bottom:1px solid #ddd;vertical-align:top}}
+table.t th{{text-align:left;background:#f4f6f7}} table.t td{{text-align:right}}
+table.t td:first-child,table.t td:last-child{{text-align:left}}
+</style></head>
 <body><h1>{html.escape(title)}</h1>
-<p><b>Cost per month as base64 in Postgres: ${h["base64_in_postgres_monthly_usd"]:,.2f}</b>
-({h["before_gb"]:.3f} GB on {html.escape(prices.postgres.label)})
-<br><b>Cost per month now: ${h["now_monthly_usd"]:,.2f}</b>
-({h["object_storage_gb"]:.3f} GB on {html.escape(prices.object_storage.label)}, {h["database_gb"]:.3f} GB
-still in the database) &mdash; saving {h["saving_pct"]:.1f} %.
-Budget ${h["budget_monthly_usd"]:,.2f}/month.</p>
-<img id="chart" alt="monthly cost chart" src="data:image/png;base64,{chart}">
-<h2>Cost by provider</h2>{_table_html(report.providers)}
-<h2>Savings by cause (per month, marginal prices)</h2>{_table_html(report.savings)}
-<h2>Projection from measured per-user usage ({h["owners"]:.0f} owners measured)</h2>
+<p id="headline">Storage costs <span class="now">{money(h["now_monthly_usd"])} a month</span> now,
+against <span class="before">{money(h["base64_in_postgres_monthly_usd"])} a month</span> if the files were
+still base64 in Postgres: {saving:.1f} % less.</p>
+<p class="sub">Now: {size(h["object_storage_gb"])} on {html.escape(prices.object_storage.label)} and
+{size(h["database_gb"])} of base64 still in the database on {html.escape(prices.postgres.label)}.
+Before: {size(h["before_gb"])} of base64 on {html.escape(prices.postgres.label)}.
+The cost now is {budget}.<br>{html.escape(report.coverage.sentence(report.period))}</p>
+{warning_html}
+<img id="chart" alt="Monthly cost before vs now, and price per GB by provider"
+ src="data:image/png;base64,{chart}">
+<h2>Savings by cause (per month, at marginal per-GB prices)</h2>{_table_html(savings_table(report))}
+<h2>Cost by provider for the measured usage</h2>{_table_html(providers_table(report))}
+<h2>Projection from the measured usage per owner ({h["owners"]:,.0f} owners measured)</h2>
 {_table_html(projection_table(report))}
-<h2>Price table</h2>{_table_html(prices_frame)}
-<p>Generated {dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}.</p>
+<h2>Price table</h2>
+<p class="sub">Prices older than {prices.stale_after_days} days at the report's date are flagged; every
+price keeps the date and the page it was read from.</p>
+{_table_html(prices_table(prices, report.coverage.last_snapshot))}
+<p class="sub">Money is rounded to the cent, or to two significant figures below a cent. Generated
+{generated_at}. The same tables are stored beside this page as CSV and Parquet.</p>
 </body></html>"""
+
+
+def analyst_tables(report: CostReport, prices: PriceTable) -> dict[str, pd.DataFrame]:
+    """The tables written beside the page (CSV and Parquet), by file name."""
+    return {
+        "providers": providers_table(report),
+        "savings": savings_table(report),
+        "projections": projection_table(report),
+        "prices": prices_table(prices, report.coverage.last_snapshot),
+    }
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer, compression="zstd")
+    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -170,6 +353,7 @@ class PublishedReport:
     html_key: str
     chart_key: str
     csv_keys: tuple[str, ...]
+    parquet_keys: tuple[str, ...]
     signed_url: str
     chart_png: bytes
 
@@ -179,21 +363,22 @@ def publish_report(
 ) -> PublishedReport:
     """Store the HTML page, its chart and the CSVs under reports/cost/<period>/<start>/; sign the page."""
     prefix = f"reports/cost/{report.period}/{report.period_start.isoformat()}"
-    chart = render_chart(report)
+    chart = render_chart(report, prices)
     page = render_html(report, prices, chart).encode("utf-8")
     files: list[tuple[str, bytes, str]] = [
         (f"{prefix}/report.html", page, "text/html; charset=utf-8"),
         (f"{prefix}/chart.png", chart, "image/png"),
-        (f"{prefix}/providers.csv", report.providers.to_csv(index=False).encode(), "text/csv"),
-        (f"{prefix}/savings.csv", report.savings.to_csv(index=False).encode(), "text/csv"),
-        (f"{prefix}/projections.csv", projection_table(report).to_csv(index=False).encode(), "text/csv"),
     ]
+    for name, frame in analyst_tables(report, prices).items():
+        files.append((f"{prefix}/{name}.csv", frame.to_csv(index=False).encode(), "text/csv"))
+        files.append((f"{prefix}/{name}.parquet", _parquet(frame), "application/vnd.apache.parquet"))
     for key, data, content_type in files:
         store.put_bytes(validate_key(key), data, sha256=sha256_hex(data), content_type=content_type)
     return PublishedReport(
         html_key=files[0][0],
         chart_key=files[1][0],
-        csv_keys=tuple(f[0] for f in files[2:]),
+        csv_keys=tuple(f[0] for f in files[2:] if f[0].endswith(".csv")),
+        parquet_keys=tuple(f[0] for f in files[2:] if f[0].endswith(".parquet")),
         signed_url=store.signed_url(files[0][0], url_ttl_seconds),
         chart_png=chart,
     )

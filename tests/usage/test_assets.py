@@ -4,9 +4,11 @@ otherwise; the cost reports land in Postgres and in object storage with a signed
 from __future__ import annotations
 
 import datetime as dt
+import io
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -130,15 +132,24 @@ def test_budget_check_is_quiet_within_budget_and_the_report_is_published(
     out = _run([usage_snapshot, daily_cost_report], DAY, resources)
     assert out["checks"][BUDGET_CHECK].passed
     meta = out["metadata"]["usage/daily_cost_report"]
-    assert meta["now_monthly_usd"].value == pytest.approx(190 * 0.015 + 4000 / GB * 0.15, rel=1e-3)
+    assert meta["now_monthly_usd"].value == pytest.approx(190 * 0.015 + 4000 / GB * 0.15, abs=0.005)
     assert meta["chart"].value.startswith("![cost chart](data:image/png;base64,")
 
     store = LocalObjectStore(Path(resources["object_store"].local_root), signing_secret="test-secret")
     page = store.get_bytes(meta["report_key"].value).decode()
-    assert "Cost per month as base64 in Postgres" in page
+    assert "base64 in Postgres" in page and "Storage costs" in page
     assert meta["report_url"].value.startswith("http")
-    for name in ("chart.png", "providers.csv", "savings.csv", "projections.csv"):
+    for name in ("chart.png", "providers.csv", "savings.csv", "projections.csv", "prices.csv"):
         assert store.exists(f"reports/cost/day/{DAY}/{name}")
+    for name in ("providers", "savings", "projections", "prices"):
+        key = f"reports/cost/day/{DAY}/{name}.parquet"
+        assert key in meta["parquet_keys"].value
+        parquet = pd.read_parquet(io.BytesIO(store.get_bytes(key)))
+        csv = pd.read_csv(io.BytesIO(store.get_bytes(key.replace(".parquet", ".csv"))))
+        assert list(parquet.columns) == list(csv.columns) and len(parquet) == len(csv)
+    # metadata is rounded like the report: money to cents (or 2 significant figures), % to 1 decimal
+    assert meta["saving_pct"].value == round(meta["saving_pct"].value, 1)
+    assert meta["now_monthly_usd"].value == round(meta["now_monthly_usd"].value, 2)
 
     with engine.connect() as conn:
         rows = conn.execute(
@@ -159,11 +170,23 @@ def test_budget_check_is_quiet_within_budget_and_the_report_is_published(
 def test_monthly_report_averages_the_months_daily_snapshots(engine: sa.Engine, resources: dict) -> None:
     with engine.begin() as conn:
         add_object(conn, 100 * GB, owners=["1"], created_at=dt.datetime(2026, 3, 1, tzinfo=dt.UTC))
+    _run([usage_snapshot], "2026-03-02", resources)
     _run([usage_snapshot], "2026-03-05", resources)
     with engine.begin() as conn:
         add_object(conn, 200 * GB, owners=["1"], created_at=dt.datetime(2026, 3, 6, tzinfo=dt.UTC))
     _run([usage_snapshot], "2026-03-07", resources)
+    _run([usage_snapshot], "2026-03-09", resources)
     out = _run([monthly_cost_report], "2026-03-01", resources)
     meta = out["metadata"]["usage/monthly_cost_report"]
-    assert meta["snapshots_averaged"].value == 2
-    assert meta["object_storage_gb"].value == pytest.approx((100 + 300) / 2)
+    assert meta["snapshots_averaged"].value == 4
+    assert meta["days_in_period"].value == 31
+    # GB-months: the average of the four days, not the last day's 300 GB
+    assert meta["object_storage_gb"].value == pytest.approx((100 + 100 + 300 + 300) / 4)
+    assert meta["growth_gb"].value == pytest.approx(200)
+    covered = meta["days_covered"].value
+    assert "4 daily snapshots (2026-03-02 to 2026-03-09) of the month's 31 days" in covered
+    assert "grew by 200.000 GB" in covered
+
+    store = LocalObjectStore(Path(resources["object_store"].local_root), signing_secret="test-secret")
+    page = store.get_bytes(meta["report_key"].value).decode()
+    assert "Storage cost report, March 2026" in page and "4 daily snapshots" in page

@@ -142,13 +142,15 @@ def test_cost_report_before_vs_now_providers_and_savings_by_cause() -> None:
 def test_projection_scales_measured_per_user_usage() -> None:
     prices = parse_price_table(simple_prices())
     report = compute_cost_report(figures(), prices, "month", dt.date(2026, 3, 1))
-    table = projection_table(report).set_index("users")
+    table = projection_table(report).set_index("Users")
     assert list(table.index) == list(PROJECTION_USERS)
     # per user (5 owners): 16/5 GB before; 10/5 GB objects and 1/5 GB database now
-    assert table.loc[1000, "base64 in Postgres GB"] == pytest.approx(3200)
-    assert table.loc[1000, "base64 in Postgres $/mo"] == pytest.approx(3200 * 0.2)
-    assert table.loc[1000, "object storage + DB $/mo"] == pytest.approx(2000 * 0.01 + 200 * 0.2)
-    assert table.loc[10, "saving %"] == pytest.approx((1 - (20 * 0.01 + 2 * 0.2) / (32 * 0.2)) * 100)
+    assert table.loc[1000, "Before: base64 in Postgres (GB)"] == pytest.approx(3200)
+    assert table.loc[1000, "Before: monthly cost (USD)"] == pytest.approx(3200 * 0.2)
+    assert table.loc[1000, "Now: monthly cost (USD)"] == pytest.approx(2000 * 0.01 + 200 * 0.2)
+    assert table.loc[10, "Saving (%)"] == pytest.approx(
+        round((1 - (20 * 0.01 + 2 * 0.2) / (32 * 0.2)) * 100, 1)
+    )
 
 
 def test_html_report_embeds_a_chart_that_decodes_as_png() -> None:
