@@ -12,6 +12,7 @@ from assets.sources import source_specs
 from assets.uploads import pending_uploads_below_threshold, processed_uploads
 from assets.usage import usage_assets
 from assets.variants import image_variants
+from orchestration.alerts import alert_sensors
 from orchestration.backups import backup_jobs
 from orchestration.gdpr import gdpr_delete_job, gdpr_export_job
 from orchestration.migration import migration_jobs
@@ -52,7 +53,7 @@ def build_definitions() -> Definitions:
             gdpr_delete_job,
         ],
         schedules=[*backup_schedules, *usage_schedules, retention_daily_schedule],
-        sensors=[upload_sensor],
+        sensors=[upload_sensor, *alert_sensors],
         resources=build_resources(),
     )
 

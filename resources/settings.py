@@ -17,7 +17,11 @@ local object store), so a fresh machine needs no server or cloud account. Secret
   in the data folder.
 - MEDIA_SIGNING_SECRET (secret): HMAC secret for local signed URLs; unset, generated once into the data
   folder.
-- MEDIA_PUBLIC_BASE_URL: base of local signed URLs (`http://localhost:8080/media`).
+- MEDIA_PUBLIC_BASE_URL: base of local signed URLs (`http://localhost:8080/media`); `./dev ui` serves them.
+- ALERT_WEBHOOK_URL (secret): Slack-compatible webhook for failed checks and runs (orchestration/alerts.py).
+- ALERT_EMAIL_TO, ALERT_EMAIL_FROM, SMTP_HOST, SMTP_PORT (25), SMTP_USERNAME, SMTP_PASSWORD (secret),
+  SMTP_STARTTLS (`true`/`false`): alert e-mails. Neither webhook nor recipients: alerts go nowhere, and
+  the alert sensor says so on every tick. DAGSTER_UI_URL: the UI address used in alert links.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from dagster import EnvVar
 from dagster_aws.s3 import S3Resource
 
 from core.catalog.db import PROJECT_ROOT
+from resources.alerts import AlertsResource
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
 
@@ -131,10 +136,26 @@ def backup_store_resource() -> ObjectStoreResource:
     )
 
 
+def alerts_resource() -> AlertsResource:
+    flag = os.environ.get("SMTP_STARTTLS", "false").strip().lower()
+    return AlertsResource(
+        webhook_url=_secret("ALERT_WEBHOOK_URL") or "",
+        email_to=os.environ.get("ALERT_EMAIL_TO", ""),
+        email_from=os.environ.get("ALERT_EMAIL_FROM") or "media-platform@localhost",
+        smtp_host=os.environ.get("SMTP_HOST", ""),
+        smtp_port=int(os.environ.get("SMTP_PORT") or 25),
+        smtp_username=os.environ.get("SMTP_USERNAME", ""),
+        smtp_password=_secret("SMTP_PASSWORD") or "",
+        smtp_starttls=flag in ("1", "true", "yes"),
+        ui_base_url=os.environ.get("DAGSTER_UI_URL") or "http://localhost:3000",
+    )
+
+
 def build_resources() -> dict[str, Any]:
     """Every resource the platform's assets, sensors and schedules use, from the environment."""
     return {
         "postgres": postgres_resource(),
         "object_store": object_store_resource(),
         "backup_store": backup_store_resource(),
+        "alerts": alerts_resource(),
     }
