@@ -18,7 +18,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from core.usage.formatting import money, round_pct, size
+from core.usage.formatting import money, percent_less, size, unit_price
 from core.usage.pricing import Price, PriceTable, gb
 
 if TYPE_CHECKING:  # pandas loads only where a report is computed, not in every step process
@@ -157,11 +157,11 @@ class CostReport:
         return self.headline["now_monthly_usd"]
 
 
-def _cost_phrase(price: Price, stored_gb: float) -> str:
+def cost_phrase(price: Price, stored_gb: float) -> str:
     """How a provider's monthly cost for `stored_gb` comes about, e.g. '$5.00 fixed fee covering 250 GB'."""
     cost = price.monthly_cost(stored_gb)
     beyond = max(0.0, stored_gb - price.included_gb)
-    per_gb = f"{money(price.per_gb_month)}/GB-month"
+    per_gb = f"{unit_price(price.per_gb_month)}/GB-month"
     if price.base_monthly > 0:
         phrase = f"a fixed fee of {money(price.base_monthly)} a month covering {price.included_gb:,.0f} GB"
         if beyond > 0:
@@ -202,7 +202,7 @@ def compute_cost_report(
                 "price_source_date": price.as_of,
                 "is_configured_provider": price.key == obj.key,
                 "explanation": (
-                    f"{size(obj_gb)} of files on {price.label}: {_cost_phrase(price, obj_gb)}; plus"
+                    f"{size(obj_gb)} of files on {price.label}: {cost_phrase(price, obj_gb)}; plus"
                     f" {size(db_gb)} of base64 still in the database on {pg.label}, {money(db_now_cost)}."
                 ),
             }
@@ -220,7 +220,7 @@ def compute_cost_report(
                 "is_configured_provider": price.key == pg.key,
                 "explanation": (
                     f"{size(before_gb)} of base64 text (each referenced file as base64, plus what is still"
-                    f" in rows) on {price.label}: {_cost_phrase(price, before_gb)}."
+                    f" in rows) on {price.label}: {cost_phrase(price, before_gb)}."
                 ),
             }
         )
@@ -249,8 +249,8 @@ def compute_cost_report(
     else:
         served = (
             f"Serving WebP/AVIF renditions instead of originals sends {size(delivery_gb)} less a month"
-            f" ({reads:g} views per image assumed), {money(delivery_usd)} at {money(obj.egress_per_gb)}/GB"
-            " egress"
+            f" ({reads:g} views per image assumed), {money(delivery_usd)} at"
+            f" {unit_price(obj.egress_per_gb)}/GB egress"
         )
     net = delivery_usd - variant_usd
     savings = pd.DataFrame(
@@ -260,9 +260,10 @@ def compute_cost_report(
                 "gb": ref_gb * overhead - ref_gb,
                 "monthly_usd": migration_usd,
                 "explanation": (
-                    f"Keeping {size(ref_gb)} of files on {obj.label} ({money(obj.per_gb_month)}/GB-month)"
-                    f" instead of {size(ref_gb * overhead)} of base64 text on {pg.label}"
-                    f" ({money(pg.per_gb_month)}/GB-month) saves {money(migration_usd)} a month."
+                    f"Keeping {size(ref_gb)} of files on {obj.label}"
+                    f" ({unit_price(obj.per_gb_month)}/GB-month) instead of {size(ref_gb * overhead)}"
+                    f" of base64 text on {pg.label}"
+                    f" ({unit_price(pg.per_gb_month)}/GB-month) saves {money(migration_usd)} a month."
                 ),
             },
             {
@@ -354,5 +355,5 @@ def headline_text(report: CostReport, prices: PriceTable) -> str:
         f"Storage costs {money(h['now_monthly_usd'])} a month now ({size(h['object_storage_gb'])} on"
         f" {prices.object_storage.label} and {size(h['database_gb'])} still in the database), against"
         f" {money(h['base64_in_postgres_monthly_usd'])} a month as base64 in Postgres"
-        f" ({size(h['before_gb'])} on {prices.postgres.label}): {round_pct(h['saving_pct']):.1f} % less."
+        f" ({size(h['before_gb'])} on {prices.postgres.label}): {percent_less(h['saving_pct'])} less."
     )

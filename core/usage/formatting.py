@@ -33,12 +33,41 @@ def size(gb: float) -> str:
     return f"{gb * 1000:.2g} MB"
 
 
+def round_unit_price(usd: float) -> float:
+    """A unit price (per GB) as listed: up to 4 significant figures, so $0.0125 is not shown as $0.01."""
+    if not math.isfinite(usd) or usd == 0:
+        return 0.0
+    return float(f"{usd:.4g}")
+
+
+def unit_price(usd: float) -> str:
+    """`$0.0125`, `$0.15`, `$0.023`: a per-GB price keeps its listed digits (at least to the cent)."""
+    value = round_unit_price(usd)
+    if value == round(value, 2):
+        return f"${value:,.2f}"
+    return f"${Decimal(repr(float(value))):f}"
+
+
+def number_text(value: float) -> str:
+    """A rounded figure in a table cell without float noise or scientific notation."""
+    if value == int(value):
+        return f"{value:,.0f}"
+    return f"{Decimal(repr(float(value))):,f}"
+
+
 def round_gb(gb: float) -> float:
     return round(gb, 3) if math.isfinite(gb) else 0.0
 
 
 def round_pct(pct: float) -> float:
     return round(pct, 1) if math.isfinite(pct) else 0.0
+
+
+def percent_less(pct: float) -> str:
+    """`92.9 %`, but `more than 99.9 %` rather than a rounded `100.0 %` that is not quite true."""
+    if 99.95 <= pct < 100:
+        return "more than 99.9 %"
+    return f"{round_pct(pct):.1f} %"
 
 
 def yes_no(flag: bool) -> str:

@@ -13,6 +13,7 @@ import datetime as dt
 import html
 import io
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +22,19 @@ import sqlalchemy as sa
 from core.catalog.models import CATALOG_SCHEMA
 from core.keys import validate_key
 from core.objectstore.base import ObjectStore, sha256_hex
-from core.usage.costs import CostReport
-from core.usage.formatting import money, round_gb, round_money, round_pct, size, yes_no
+from core.usage.costs import CostReport, cost_phrase
+from core.usage.formatting import (
+    money,
+    number_text,
+    percent_less,
+    round_gb,
+    round_money,
+    round_pct,
+    round_unit_price,
+    size,
+    unit_price,
+    yes_no,
+)
 from core.usage.pricing import PriceTable, stale_prices
 
 if TYPE_CHECKING:  # pandas and matplotlib load only where a report is computed, not in every step
@@ -65,8 +77,8 @@ def write_cost_tables(conn: sa.Connection, report: CostReport) -> None:
 
 
 SCENARIO_WORDS = {
-    "now": "Now: files in object storage, the rest in Postgres",
-    "base64_in_postgres": "Before: base64 in Postgres",
+    "now": "Now (object storage)",
+    "base64_in_postgres": "Before (base64 in Postgres)",
 }
 CAUSE_WORDS = {
     "migration": "Moving base64 out of Postgres",
@@ -88,7 +100,7 @@ def providers_table(report: CostReport) -> pd.DataFrame:
             "Configured for this platform": [yes_no(bool(v)) for v in p["is_configured_provider"]],
             "Stored GB": [round_gb(v) for v in p["gb"]],
             "Monthly cost (USD)": [round_money(v) for v in p["monthly_cost_usd"]],
-            "Price per GB-month (USD)": [round_money(v) for v in p["price_per_gb_month"]],
+            "Price per GB-month (USD)": [round_unit_price(v) for v in p["price_per_gb_month"]],
             "Price dated": [d.isoformat() for d in p["price_source_date"]],
             "How the cost comes about": p["explanation"].to_numpy(),
         }
@@ -141,10 +153,10 @@ def prices_table(prices: PriceTable, on: dt.date) -> pd.DataFrame:
             {
                 "Provider": p.label,
                 "Kind": "object storage" if p.category == "object_storage" else "Postgres host",
-                "Price per GB-month (USD)": round_money(p.per_gb_month),
+                "Price per GB-month (USD)": round_unit_price(p.per_gb_month),
                 "Fixed monthly fee (USD)": round_money(p.base_monthly),
                 "Included GB": p.included_gb,
-                "Egress per GB (USD)": round_money(p.egress_per_gb),
+                "Egress per GB (USD)": round_unit_price(p.egress_per_gb),
                 "Price dated": p.as_of.isoformat(),
                 "Older than the limit": yes_no(on - p.as_of > limit),
                 "Source": p.source,
@@ -161,6 +173,15 @@ def report_title(report: CostReport) -> str:
     return f"Storage cost report, {report.period_start.strftime('%A %-d %B %Y')}"
 
 
+def _tex_safe(text: str) -> str:
+    """Matplotlib reads text between two `$` as math: escape them."""
+    return text.replace("$", r"\$")
+
+
+def _tick_money(value: float) -> str:
+    return f"${value:,.0f}" if value >= 1 else money(value)
+
+
 def _log_axis_money(axis: Any, values: list[float]) -> None:
     """A log axis labelled in dollars, bounded by the positive values (no band below zero)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -170,7 +191,7 @@ def _log_axis_money(axis: Any, values: list[float]) -> None:
     axis.set_xscale("log")
     axis.set_xlim(10 ** math.floor(math.log10(low) - 0.3), 10 ** math.ceil(math.log10(high) + 0.6))
     axis.xaxis.set_major_locator(LogLocator(base=10))
-    axis.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: money(v)))
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: _tex_safe(_tick_money(v))))
     axis.xaxis.set_minor_formatter(NullFormatter())
 
 
@@ -218,7 +239,7 @@ def chart_figure(report: CostReport, prices: PriceTable | None = None) -> Figure
             width = max(value, floor) - floor
             left.barh(y + offset, width, left=floor, height=0.38, color=color)
             left.annotate(
-                money(value),
+                _tex_safe(money(value)),
                 (max(value, floor), y + offset),
                 xytext=(4, 0),
                 textcoords="offset points",
@@ -244,27 +265,41 @@ def chart_figure(report: CostReport, prices: PriceTable | None = None) -> Figure
         if price is not None and price.included_gb > 0:
             extra.append(f"{price.included_gb:,.0f} GB included")
         notes.append(
-            f"{money(float(row.price_per_gb_month))}/GB" + (f"  ({', '.join(extra)})" if extra else "")
+            f"{unit_price(float(row.price_per_gb_month))}/GB" + (f"  ({', '.join(extra)})" if extra else "")
         )
     ys = list(range(len(labels)))
     right.barh(ys, per_gb, color=colors, height=0.6)
     for y, value, note in zip(ys, per_gb, notes, strict=True):
-        right.annotate(note, (value, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+        right.annotate(
+            _tex_safe(note), (value, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8
+        )
     right.set_yticks(ys, labels, fontsize=8)
     right.set_xlim(0, max(per_gb) * 2.4)
-    right.set_xlabel("USD per GB-month (fixed fees and included GB written beside each bar)")
-    right.set_title("Price per GB-month (red: Postgres hosts)", fontsize=11)
+    right.set_xlabel("USD per GB-month (red: Postgres hosts)")
+    right.set_title("Price per GB-month; fixed fees beside the bars", fontsize=11)
     right.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
 
 
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _table_html(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, border=0, classes="t", na_rep="", float_format=_cell)
-
-
-def _cell(value: float) -> str:
-    return f"{value:,.3f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:,.0f}"
+    """A plain table: numbers right-aligned and printed as rounded (no float noise), text left-aligned."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for record in frame.itertuples(index=False):
+        cells = []
+        for value in record:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                cells.append(f'<td class="n">{number_text(float(value))}</td>')
+            elif _DATE.fullmatch(str(value)):
+                cells.append(f'<td class="d">{value}</td>')
+            else:
+                cells.append(f"<td>{html.escape(str(value))}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f'<table class="t"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
 def render_html(
@@ -275,13 +310,15 @@ def render_html(
     title = report_title(report)
     warnings = stale_prices(prices, report.coverage.last_snapshot)
     warning_html = (
-        '<div class="warn"><b>Prices to re-check.</b><ul>'
+        f'<details class="warn"><summary><b>Prices to re-check:</b> {len(warnings)} of the prices this report'
+        f" uses were read more than {prices.stale_after_days} days before it; the figures may be out of"
+        " date. Re-read them at their sources and update config/pricing.yaml.</summary><ul>"
         + "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
-        + "</ul></div>"
+        + "</ul></details>"
         if warnings
         else ""
     )
-    saving = round_pct(h["saving_pct"])
+    saving = percent_less(h["saving_pct"])
     over_budget = h["now_monthly_usd"] > h["budget_monthly_usd"]
     budget = (
         f"above the budget of {money(h['budget_monthly_usd'])} a month"
@@ -302,16 +339,19 @@ h1{{font-size:1.6em;margin-bottom:.2em}} h2{{font-size:1.2em;margin-top:1.6em}}
 #chart{{max-width:100%;height:auto;border:1px solid #eee}}
 table.t{{border-collapse:collapse;font-size:.92em}}
 table.t td,table.t th{{padding:4px 10px;border-bottom:1px solid #ddd;vertical-align:top}}
-table.t th{{text-align:left;background:#f4f6f7}} table.t td{{text-align:right}}
-table.t td:first-child,table.t td:last-child{{text-align:left}}
+table.t th{{text-align:left;background:#f4f6f7}}
+table.t td.n{{text-align:right;white-space:nowrap}} table.t td.d{{white-space:nowrap}}
 </style></head>
 <body><h1>{html.escape(title)}</h1>
 <p id="headline">Storage costs <span class="now">{money(h["now_monthly_usd"])} a month</span> now,
 against <span class="before">{money(h["base64_in_postgres_monthly_usd"])} a month</span> if the files were
-still base64 in Postgres: {saving:.1f} % less.</p>
-<p class="sub">Now: {size(h["object_storage_gb"])} on {html.escape(prices.object_storage.label)} and
-{size(h["database_gb"])} of base64 still in the database on {html.escape(prices.postgres.label)}.
-Before: {size(h["before_gb"])} of base64 on {html.escape(prices.postgres.label)}.
+still base64 in Postgres: {saving} less.</p>
+<p class="sub">Now: {size(h["object_storage_gb"])} on {html.escape(prices.object_storage.label)}
+({html.escape(cost_phrase(prices.object_storage, h["object_storage_gb"]))}) and
+{size(h["database_gb"])} of base64 still in the database on {html.escape(prices.postgres.label)}
+({html.escape(cost_phrase(prices.postgres, h["database_gb"]))}).
+Before: {size(h["before_gb"])} of base64 on {html.escape(prices.postgres.label)}
+({html.escape(cost_phrase(prices.postgres, h["before_gb"]))}).
 The cost now is {budget}.<br>{html.escape(report.coverage.sentence(report.period))}</p>
 {warning_html}
 <img id="chart" alt="Monthly cost before vs now, and price per GB by provider"
@@ -324,7 +364,8 @@ The cost now is {budget}.<br>{html.escape(report.coverage.sentence(report.period
 <p class="sub">Prices older than {prices.stale_after_days} days at the report's date are flagged; every
 price keeps the date and the page it was read from.</p>
 {_table_html(prices_table(prices, report.coverage.last_snapshot))}
-<p class="sub">Money is rounded to the cent, or to two significant figures below a cent. Generated
+<p class="sub">Money is rounded to the cent, or to two significant figures below a cent; prices per GB
+are shown as listed. Generated
 {generated_at}. The same tables are stored beside this page as CSV and Parquet.</p>
 </body></html>"""
 

@@ -14,7 +14,7 @@ import pytest
 
 from core.config import ConfigError
 from core.usage.costs import Coverage, UsageFigures, compute_cost_report
-from core.usage.formatting import money, round_money
+from core.usage.formatting import money, number_text, round_money, unit_price
 from core.usage.pricing import PricingConfig, load_price_table, parse_price_table, stale_prices
 from core.usage.report import (
     analyst_tables,
@@ -141,17 +141,17 @@ def test_chart_reads_at_demo_scale_and_at_terabytes_on_positive_log_axes() -> No
         fig = chart_figure(report, prices)
         left, right = fig.axes
         assert left.get_xscale() == "log" and left.get_xlim()[0] > 0  # no band below zero
-        labels = [t.get_text() for t in left.texts]
+        labels = [t.get_text().replace("\\$", "$") for t in left.texts]
         h = report.headline
         assert money(h["now_monthly_usd"]) in labels and money(h["base64_in_postgres_monthly_usd"]) in labels
         # every plotted value sits inside the axis
         low, high = left.get_xlim()
         for patch in left.patches:
             assert low <= patch.get_x() + patch.get_width() <= high
-        ticks = [t.get_text() for t in left.get_xticklabels()]
+        ticks = [t.get_text().replace("\\$", "$") for t in left.get_xticklabels()]
         assert all(t.startswith("$") or t == "" for t in ticks)
         # fixed fees are written beside the per-GB bars, not added to them
-        notes = " ".join(t.get_text() for t in right.texts)
+        notes = " ".join(t.get_text().replace("\\$", "$") for t in right.texts)
         assert "$5.00/month fixed" in notes and "GB included" in notes
 
 
@@ -183,3 +183,15 @@ def test_the_month_report_says_how_many_days_it_covers_and_how_storage_grew() ->
     assert "grew by 3.000 GB" in sentence
     one = Coverage.of(summaries.iloc[:1], dt.date(2026, 3, 1), dt.date(2026, 3, 31))
     assert "1 daily snapshot " in one.sentence("month") and "growth is unknown" in one.sentence("month")
+
+
+def test_unit_prices_keep_their_listed_digits_and_table_cells_show_no_float_noise() -> None:
+    assert unit_price(0.0125) == "$0.0125" and unit_price(0.115) == "$0.115" and unit_price(0.15) == "$0.15"
+    prices = load_price_table()
+    report = compute_cost_report(demo_figures(), prices, "day", dt.date(2026, 12, 1))
+    page = render_html(report, prices, render_chart(report, prices))
+    cells = re.findall(r'<td class="n">([^<]*)</td>', page)
+    assert cells and not [c for c in cells if c in ("-0", "0.0") or "e-" in c]
+    saving = savings_table(report).set_index("Cause").loc["WebP/AVIF variants"].iloc[1]
+    assert f'<td class="n">{number_text(saving)}</td>' in page and number_text(saving).startswith("-0.000")
+    assert '<td class="n">0.0125</td>' in page  # S3 Standard-IA, as listed

@@ -73,7 +73,9 @@ def test_usage_by_owner_view_splits_locations_and_shows_the_quota(reported: sa.E
     one = rows["1"]
     assert one["tier"] == "free" and float(one["originals_gb"]) == pytest.approx(0.09)
     assert float(one["variants_gb"]) == pytest.approx(0.001)
-    assert float(one["quota_gb"]) == pytest.approx(0.1) and float(one["quota_used_pct"]) == pytest.approx(91.0)
+    assert float(one["quota_gb"]) == pytest.approx(0.1) and float(one["quota_used_pct"]) == pytest.approx(
+        91.0
+    )
     assert float(rows["2"]["database_gb"]) == pytest.approx(0.000004)
 
 
