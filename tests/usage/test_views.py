@@ -4,6 +4,7 @@ usage snapshot and the cost report fill."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -94,3 +95,17 @@ def test_usage_by_kind_and_by_provider_views(reported: sa.Engine) -> None:
     assert float(providers[("local", "originals", "document")]["gb"]) == pytest.approx(2.0)
     assert providers[("local", "variants", "thumb_150")]["objects"] == 1
     assert float(providers[("postgres", "database", "base64 in rows")]["gb"]) == pytest.approx(0.000004)
+
+
+def test_the_readme_example_queries_run_against_the_views(reported: sa.Engine) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### SQL views for BI tools") :]
+    block = section[
+        section.index("```sql") + len("```sql") : section.index("```", section.index("```sql") + 6)
+    ]
+    statements = [s.strip() for s in block.split(";") if s.strip()]
+    assert len(statements) == 4
+    with reported.connect() as conn:
+        results = [conn.execute(sa.text(s)).all() for s in statements]
+    assert results[1] and results[1][0][0] == "1"  # the free owner at 91 % of quota comes first
+    assert results[3]  # bytes per provider
