@@ -52,6 +52,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         log.info("%s %s", self.address_string(), format % args)
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """The path and status only: the query holds the signature, which must not end up in a log."""
+        status = getattr(code, "value", code)
+        log.info("%s %s %s %s", self.address_string(), self.command, urlsplit(self.path).path, status)
+
     def _refuse(self, status: HTTPStatus, reason: str) -> None:
         body = f"{status.value} {status.phrase}: {reason}\n".encode()
         self.send_response(status)
