@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from pathlib import Path
 
 from core.media_server import MediaServer, address_from_base_url
@@ -30,6 +31,10 @@ def main() -> int:
         f" (pid {os.getpid()})",
         flush=True,
     )
+    # `./dev ui` starts this in the background, where bash ignores SIGINT: stop on Ctrl-C and on SIGTERM
+    # like the dagster dev beside it
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
