@@ -64,7 +64,7 @@ class PriceTable:
     budget_monthly_usd: float
     reads_per_object_per_month: float
     base64_overhead: float
-    stale_after_days: int = 183
+    stale_after_days: int
     fx_as_of: dt.date | None = None
     fx_source: str = ""
 
