@@ -120,3 +120,28 @@ def test_the_server_listens_where_the_public_base_url_says() -> None:
     assert (address.host, address.port, address.base_path) == ("localhost", 8080, "/media")
     with pytest.raises(ValueError):
         address_from_base_url("https://cdn.example.com/media")
+
+
+def test_the_published_cost_report_links_its_tables_by_signed_urls_that_open(served) -> None:
+    import datetime as dt
+    import re
+
+    from core.usage.costs import compute_cost_report
+    from core.usage.pricing import load_price_table
+    from core.usage.report import publish_report
+    from tests.usage.test_report_presentation import demo_figures
+
+    store, server = served
+    prices = load_price_table()
+    report = compute_cost_report(demo_figures(), prices, "day", dt.date(2026, 12, 1))
+    published = publish_report(store, report, prices)
+    status, page, _ = _get(server, _path(published.signed_url))
+    assert status == 200
+    links = dict(re.findall(r'<a href="([^"]+)">([^<]+)</a>', page.decode()))
+    names = sorted(links.values())
+    assert names == sorted(
+        f"{t}.{ext}" for t in ("providers", "savings", "projections", "prices") for ext in ("csv", "parquet")
+    )
+    for url, name in links.items():
+        status, body, _ = _get(server, _path(url.replace("&amp;", "&")))
+        assert status == 200 and body == store.get_bytes(f"reports/cost/day/2026-12-01/{name}")

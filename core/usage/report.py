@@ -303,7 +303,12 @@ def _table_html(frame: pd.DataFrame) -> str:
 
 
 def render_html(
-    report: CostReport, prices: PriceTable, chart_png: bytes, *, generated: dt.datetime | None = None
+    report: CostReport,
+    prices: PriceTable,
+    chart_png: bytes,
+    *,
+    generated: dt.datetime | None = None,
+    downloads: dict[str, str] | None = None,
 ) -> str:
     h = report.headline
     chart = base64.b64encode(chart_png).decode("ascii")
@@ -326,6 +331,15 @@ def render_html(
         else f"within the budget of {money(h['budget_monthly_usd'])} a month"
     )
     generated_at = (generated or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M UTC")
+    links = (
+        '<p id="downloads">Download the tables: '
+        + ", ".join(
+            f'<a href="{html.escape(url)}">{html.escape(name)}</a>' for name, url in downloads.items()
+        )
+        + ".</p>"
+        if downloads
+        else ""
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -367,6 +381,7 @@ price keeps the date and the page it was read from.</p>
 <p class="sub">Money is rounded to the cent, or to two significant figures below a cent; prices per GB
 are shown as listed. Generated
 {generated_at}. The same tables are stored beside this page as CSV and Parquet.</p>
+{links}
 </body></html>"""
 
 
@@ -402,24 +417,31 @@ class PublishedReport:
 def publish_report(
     store: ObjectStore, report: CostReport, prices: PriceTable, url_ttl_seconds: int = 7 * 24 * 3600
 ) -> PublishedReport:
-    """Store the HTML page, its chart and the CSVs under reports/cost/<period>/<start>/; sign the page."""
+    """Store the page, its chart and the tables (CSV, Parquet) under reports/cost/<period>/<start>/.
+
+    The page links each table by its own signed URL (a relative link would carry no signature), so the
+    downloads work wherever the page itself opens, for as long as its link does.
+    """
     prefix = f"reports/cost/{report.period}/{report.period_start.isoformat()}"
     chart = render_chart(report, prices)
-    page = render_html(report, prices, chart).encode("utf-8")
+    tables: list[tuple[str, bytes, str]] = []
+    for name, frame in analyst_tables(report, prices).items():
+        tables.append((f"{prefix}/{name}.csv", frame.to_csv(index=False).encode(), "text/csv"))
+        tables.append((f"{prefix}/{name}.parquet", _parquet(frame), "application/vnd.apache.parquet"))
+    downloads = {key.rsplit("/", 1)[-1]: store.signed_url(key, url_ttl_seconds) for key, _, _ in tables}
+    page = render_html(report, prices, chart, downloads=downloads).encode("utf-8")
     files: list[tuple[str, bytes, str]] = [
         (f"{prefix}/report.html", page, "text/html; charset=utf-8"),
         (f"{prefix}/chart.png", chart, "image/png"),
+        *tables,
     ]
-    for name, frame in analyst_tables(report, prices).items():
-        files.append((f"{prefix}/{name}.csv", frame.to_csv(index=False).encode(), "text/csv"))
-        files.append((f"{prefix}/{name}.parquet", _parquet(frame), "application/vnd.apache.parquet"))
     for key, data, content_type in files:
         store.put_bytes(validate_key(key), data, sha256=sha256_hex(data), content_type=content_type)
     return PublishedReport(
         html_key=files[0][0],
         chart_key=files[1][0],
-        csv_keys=tuple(f[0] for f in files[2:] if f[0].endswith(".csv")),
-        parquet_keys=tuple(f[0] for f in files[2:] if f[0].endswith(".parquet")),
+        csv_keys=tuple(f[0] for f in tables if f[0].endswith(".csv")),
+        parquet_keys=tuple(f[0] for f in tables if f[0].endswith(".parquet")),
         signed_url=store.signed_url(files[0][0], url_ttl_seconds),
         chart_png=chart,
     )
