@@ -144,9 +144,8 @@ def _as_date(value: object) -> dt.date:
 class CostReport:
     period: str  # day | month
     period_start: dt.date
-    providers: (
-        pd.DataFrame
-    )  # provider, label, scenario, gb, monthly_cost_usd, price..., configured, explanation
+    # provider, label, scenario, gb, monthly_cost_usd, price..., configured, explanation
+    providers: pd.DataFrame
     savings: pd.DataFrame  # cause, gb, monthly_usd, explanation
     projections: pd.DataFrame  # users, scenario, database_gb, object_storage_gb, monthly_cost_usd
     headline: dict[str, float]
