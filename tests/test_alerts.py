@@ -53,6 +53,20 @@ def queue() -> MaterializeResult:
     )
 
 
+@asset(check_specs=[AssetCheckSpec("bytes_verified", asset="nightly_backup")])
+def nightly_backup() -> MaterializeResult:
+    return MaterializeResult(
+        check_results=[
+            AssetCheckResult(
+                check_name="bytes_verified",
+                passed=False,
+                severity=AssetCheckSeverity.ERROR,
+                description="1 dump does not match its SHA-256",
+            )
+        ]
+    )
+
+
 @op
 def explode() -> None:
     raise RuntimeError("the legacy database refused the connection")
@@ -122,6 +136,18 @@ def test_a_failed_warn_check_reaches_webhook_and_email_once_per_problem(instance
         tick(instance, alerts, cursor)
         assert len(hook.payloads) == 2 and "400 uploads pending" in hook.payloads[1]["text"]
         assert len(smtp.messages) == 2
+
+
+def test_a_failed_error_check_is_delivered_as_an_error(instance: DagsterInstance) -> None:
+    with smtp_receiver() as smtp:
+        alerts = AlertsResource(email_to="ops@example.com", smtp_host=smtp.host, smtp_port=smtp.port)
+        cursor = tick(instance, alerts, None).cursor
+        assert materialize([nightly_backup], instance=instance).success
+        tick(instance, alerts, cursor)
+        assert [m["Subject"] for m in smtp.messages] == [
+            "[ERROR] Error: check bytes_verified failed on nightly_backup"
+        ]
+        assert "does not match its SHA-256" in smtp.messages[0].get_payload()
 
 
 def test_a_failed_run_alerts_once_with_its_error(instance: DagsterInstance) -> None:
