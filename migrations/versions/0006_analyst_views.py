@@ -5,7 +5,7 @@ BI tool pointed at the catalog needs no knowledge of the snapshot's internals. V
 migrate, and a downgrade drops them.
 
 Revision ID: 0006_analyst_views
-Revises: 0003_usage_refs
+Revises: 0004_trailing_bytes
 Create Date: 2026-12-01
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0006_analyst_views"
-down_revision = "0003_usage_refs"
+down_revision = "0004_trailing_bytes"
 branch_labels = None
 depends_on = None
 
