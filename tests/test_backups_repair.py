@@ -82,3 +82,32 @@ def test_a_day_whose_newest_dump_is_corrupt_restores_from_its_older_verified_dum
 
     named = restore_database(database_url, store, None, "named_older", dump_key=older.storage_key)
     assert named.dump_key == older.storage_key and named.matches_manifest
+
+
+def test_a_corrupt_newest_dump_requests_a_fresh_dump_the_same_day(database_url: str, tmp_path: Path) -> None:
+    from dagster import RunRequest, SkipReason, build_schedule_context
+
+    from resources.database import PostgresResource
+    from schedules.backups import corrupt_dump_redump_schedule
+
+    prepare_database(database_url, rows=10)
+    store = local_store(tmp_path / "b")
+    dump = run_database_backup(database_url, store, DAY1)
+    tick = datetime(2026, 11, 21, 3, 15, tzinfo=UTC)
+
+    def evaluate():
+        context = build_schedule_context(
+            scheduled_execution_time=tick, resources={"postgres": PostgresResource(database_url=database_url)}
+        )
+        return corrupt_dump_redump_schedule(context)
+
+    assert isinstance(evaluate(), SkipReason)
+    flip_byte(store.root / dump.storage_key)
+    verify_backups(database_url, store, DAY2)
+    request = evaluate()
+    assert isinstance(request, RunRequest)
+    assert (
+        request.partition_key == "2026-11-21" and request.run_key == f"database-redump-after-{dump.backup_id}"
+    )
+    run_database_backup(database_url, store, DAY2)  # the fresh dump
+    assert isinstance(evaluate(), SkipReason)

@@ -152,3 +152,15 @@ def days_without_verified_dump(conn: sa.Connection) -> list[str]:
         .order_by(Backup.backup_date)
     ).all()
     return [d.isoformat() for (d,) in rows]
+
+
+def corrupt_dump_to_replace(conn: sa.Connection) -> int | None:
+    """The id of the newest finished database backup if verification found it corrupt (and no dump has
+    been verified since), so a fresh dump can be taken the same day; else None."""
+    newest = conn.execute(
+        sa.select(Backup.id, Backup.status)
+        .where(Backup.kind == "database", Backup.status.not_in(("running", "expired", "failed")))
+        .order_by(Backup.id.desc())
+        .limit(1)
+    ).first()
+    return int(newest.id) if newest is not None and newest.status == "corrupt" else None
