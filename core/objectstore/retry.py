@@ -115,6 +115,27 @@ class StoreStats:
             else:
                 self.gave_up += 1
 
+    def counts(self) -> dict[str, Any]:
+        """Plain counters (picklable), to carry one step's figures to the step that sums them."""
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "retried": self.retried,
+                "resumed_reads": self.resumed_reads,
+                "gave_up": self.gave_up,
+                "faults": dict(self.faults),
+            }
+
+    def add(self, counts: dict[str, Any]) -> None:
+        """Add another step's `counts()` to these."""
+        with self._lock:
+            self.requests += int(counts.get("requests", 0))
+            self.retried += int(counts.get("retried", 0))
+            self.resumed_reads += int(counts.get("resumed_reads", 0))
+            self.gave_up += int(counts.get("gave_up", 0))
+            for kind, n in (counts.get("faults") or {}).items():
+                self.faults[kind] = self.faults.get(kind, 0) + int(n)
+
     @property
     def fault_count(self) -> int:
         return sum(self.faults.values())
@@ -148,7 +169,10 @@ class StoreStats:
 
 
 def stats_of(store: object) -> StoreStats:
-    """The store's counters (a store without any - a test double - gets a fresh, empty set)."""
+    """The store's counters (a store without any - a test double - gets a fresh, empty set); given a
+    StoreStats (figures summed over steps), that itself."""
+    if isinstance(store, StoreStats):
+        return store
     stats = getattr(store, "stats", None)
     return stats if isinstance(stats, StoreStats) else StoreStats()
 
