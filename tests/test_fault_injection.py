@@ -221,3 +221,85 @@ def test_an_object_restore_that_cannot_fetch_some_objects_finishes_lists_them_an
         keys = [k for (k,) in conn.execute(sa.text("SELECT storage_key FROM media_catalog.stored_objects"))]
     for key in keys:
         assert clean_media.get_bytes(f"back/{key}") == clean_media.get_bytes(key)
+
+
+def test_an_object_backup_run_through_a_faulty_store_succeeds_counts_its_retries_and_warns(
+    database_url: str, s3_endpoint: str, tmp_path: Path, monkeypatch
+) -> None:
+    """The run's metadata says how many requests were retried; the run log warns above the fault rate."""
+    import logging
+
+    from dagster import DagsterInstance
+
+    media_bucket, backup_bucket = new_bucket(s3_endpoint), new_bucket(s3_endpoint)
+    prepare_database(database_url, rows=1)
+    clean_media = s3_store(s3_endpoint, media_bucket, "")
+    today = datetime.now(UTC)
+    for n in range(12):
+        add_object(database_url, clean_media, "erin", random_bytes(3000 + n), today)
+    with fault_proxy(s3_endpoint, rate=RATE, seed=3, stall_seconds=0.2) as proxy:
+        env = {
+            "DATABASE_URL": database_url,
+            "MEDIA_PLATFORM_DATA_DIR": str(tmp_path / "data"),
+            "OBJECT_STORE_BACKEND": "s3",
+            "S3_BUCKET": media_bucket,
+            "S3_ENDPOINT_URL": proxy.endpoint,
+            "BACKUP_STORE_BACKEND": "s3",
+            "BACKUP_S3_BUCKET": backup_bucket,
+            "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        from orchestration.definitions import build_definitions
+
+        with DagsterInstance.ephemeral() as instance:
+            result = (
+                build_definitions()
+                .resolve_job_def("object_backup_job")
+                .execute_in_process(instance=instance, partition_key=today.date().isoformat())
+            )
+            warnings = [
+                entry.user_message
+                for entry in instance.all_logs(result.run_id)
+                if entry.level == logging.WARNING and "requests met a fault" in entry.user_message
+            ]
+    assert result.success
+    metadata = {
+        k: v.value for k, v in result.asset_materializations_for_node("backups__objects")[0].metadata.items()
+    }
+    assert metadata["status"] == "verified" and metadata["objects_copied"] == 12
+    assert metadata["backup_store_requests_retried"] > 0 and metadata["media_store_requests_retried"] > 0
+    assert metadata["backup_store_gave_up"] == 0
+    assert warnings, "no warning in the run log at a 30 % fault rate"
+    print(f"\nobject backup job: proxy {dict(proxy.counts)}; metadata {metadata}")
+
+
+def test_checks_report_an_unreachable_store_apart_from_a_wrong_object(
+    database_url: str, s3_endpoint: str
+) -> None:
+    prepare_database(database_url, rows=1)
+    media_bucket, backup_bucket = new_bucket(s3_endpoint), new_bucket(s3_endpoint)
+    clean_media = s3_store(s3_endpoint, media_bucket, "")
+    clean_backup = s3_store(s3_endpoint, backup_bucket, "backups")
+    for n in range(3):
+        add_object(
+            database_url, clean_media, "fay", random_bytes(4000 + n), datetime(2026, 11, 21, 9, n, tzinfo=UTC)
+        )
+    assert run_object_backup(database_url, clean_media, clean_backup, DAY).status == "verified"
+    files = load_sources_config().by_name("files")
+
+    with fault_proxy(s3_endpoint, rate=1.0, mix={"reset_response": 1, "slowdown_503": 1}) as proxy:
+        down = verify_backups(database_url, flaky_s3_store(proxy.endpoint, backup_bucket, "backups"), DAY)
+        refs = verify_references(
+            get_engine(database_url), flaky_s3_store(proxy.endpoint, media_bucket), files
+        )
+    assert down.problems == [] and len(down.unreachable) == 4  # the manifest and three copies
+    assert down.copies_to_repair == 0  # nothing is dropped for re-copying on an unreachable store
+    assert refs.unreachable and not refs.wrong and not refs.ok
+
+    with get_engine(database_url).connect() as conn:
+        statuses = [s for (s,) in conn.execute(sa.text("SELECT status FROM media_catalog.backups"))]
+        copies = conn.execute(sa.text("SELECT count(*) FROM media_catalog.backup_object_copies")).scalar_one()
+    assert statuses == ["verified"] and copies == 3
+    assert verify_backups(database_url, clean_backup, DAY).problems == []
