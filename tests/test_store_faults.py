@@ -82,3 +82,20 @@ def test_fault_rate_warning_only_above_the_threshold() -> None:
     message = stats.warning("object backup")
     assert message and "10 of 100" in message and "10 retried" in message
     assert stats.as_metadata("backup_store")["backup_store_requests_retried"] == 10
+
+
+def test_a_multipart_upload_through_a_faulty_store_resends_failed_parts_and_stores_the_right_bytes(
+    s3_endpoint: str, s3_bucket: str, tmp_path
+) -> None:
+    data = os.urandom(12 * 1024 * 1024 + 123)
+    path = tmp_path / "dump"
+    path.write_bytes(data)
+    sha = hashlib.sha256(data).hexdigest()
+    with fault_proxy(s3_endpoint, rate=0.3, seed=9, stall_seconds=1.2) as proxy:
+        store = flaky_s3_store(proxy.endpoint, s3_bucket, read_timeout=5.0)
+        store.multipart_threshold = store.part_size = 5 * 1024 * 1024  # three parts
+        info = store.put_file("dumps/one.dump", path, sha256=sha, content_type="application/octet-stream")
+        assert info.size == len(data)
+        assert store.head("dumps/one.dump").sha256 == sha
+        assert store.verify("dumps/one.dump", sha)
+    assert proxy.injected > 0 and store.stats.gave_up == 0

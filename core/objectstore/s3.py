@@ -9,10 +9,12 @@ damaged in transit.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from http.client import HTTPException
 from pathlib import Path
@@ -44,6 +46,11 @@ from core.objectstore.retry import RetryPolicy, StoreRetry, StoreStats, fault_ki
 T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
+
+#: Files above this go up as multipart uploads, in parts of MULTIPART_PART_SIZE, MULTIPART_WORKERS at once.
+MULTIPART_THRESHOLD = 8 * 1024 * 1024  # as s3transfer
+MULTIPART_PART_SIZE = 8 * 1024 * 1024
+MULTIPART_WORKERS = 4
 
 #: SigV4 presigned URLs cannot live longer than seven days.
 MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600
@@ -228,6 +235,8 @@ class S3ObjectStore(ObjectStore):
     """
 
     provider = "s3"
+    multipart_threshold = MULTIPART_THRESHOLD
+    part_size = MULTIPART_PART_SIZE
 
     def __init__(
         self,
@@ -293,11 +302,12 @@ class S3ObjectStore(ObjectStore):
         return ObjectInfo(key, len(data), actual, content_type, datetime.now(UTC))
 
     def put_file(self, key: str, path: Path, *, sha256: str, content_type: str) -> ObjectInfo:
-        """Hash the file first (refusing a mismatch before any upload), then stream it with s3transfer.
+        """Hash the file first (refusing a mismatch before any upload), then stream it up.
 
-        Large files go up as a multipart upload, whose parts the SDK checksums; because the file is read
-        twice, a change between hashing and uploading is detected by its size/mtime and the object removed.
-        A failed upload is retried whole (the SDK's per-request retries are off; see disable_sdk_retries).
+        Up to MULTIPART_THRESHOLD in one PutObject (SHA-256 checked by the server); larger files as a
+        multipart upload whose parts go up in parallel, each part one request under the retry policy (a
+        failed part is sent again, not the whole file). Because the file is read twice, a change between
+        hashing and uploading is detected by its size/mtime and the object removed.
         """
         validate_key(key)
         path = Path(path)
@@ -305,22 +315,73 @@ class S3ObjectStore(ObjectStore):
         actual = sha256_file(path)
         if actual != sha256.lower():
             raise ChecksumMismatch(f"refusing to store {key!r}: file hashes to {actual}, not {sha256}")
-        full_key = self._full(key)
-        self._run(
-            "put",
-            key,
-            lambda: self.client.upload_file(
-                str(path),
-                self.bucket,
-                full_key,
-                ExtraArgs={"Metadata": {"sha256": actual}, "ContentType": content_type},
-            ),
-        )
+        if before.st_size <= self.multipart_threshold:
+            digest = base64.b64encode(bytes.fromhex(actual)).decode("ascii")
+
+            def put_once() -> Any:
+                with path.open("rb") as body:
+                    return self.client.put_object(
+                        Bucket=self.bucket,
+                        Key=self._full(key),
+                        Body=body,
+                        ContentType=content_type,
+                        Metadata={"sha256": actual},
+                        ChecksumSHA256=digest,
+                    )
+
+            self._run("put", key, put_once)
+        else:
+            self._put_multipart(key, path, before.st_size, actual, content_type)
         after = path.stat()
         if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             self.delete_keys([key])
             raise ChecksumMismatch(f"{path.name} changed while it was uploaded to {key!r}; upload removed")
         return ObjectInfo(key, before.st_size, actual, content_type, datetime.now(UTC))
+
+    def _put_multipart(self, key: str, path: Path, size: int, sha256: str, content_type: str) -> None:
+        full_key = self._full(key)
+        upload_id = self._run(
+            "put",
+            key,
+            lambda: self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=full_key, ContentType=content_type, Metadata={"sha256": sha256}
+            ),
+        )["UploadId"]
+
+        def part(number: int) -> dict[str, Any]:
+            offset = (number - 1) * self.part_size
+
+            def send() -> Any:
+                with path.open("rb") as handle:
+                    handle.seek(offset)
+                    data = handle.read(self.part_size)
+                md5 = hashlib.md5(data, usedforsecurity=False).digest()
+                return self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=full_key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=data,
+                    ContentMD5=base64.b64encode(md5).decode("ascii"),
+                )
+
+            return {"PartNumber": number, "ETag": self._run("put", f"{key} part {number}", send)["ETag"]}
+
+        count = max(1, -(-size // self.part_size))
+        try:
+            with ThreadPoolExecutor(MULTIPART_WORKERS) as pool:
+                parts = list(pool.map(part, range(1, count + 1)))
+            self._run(
+                "put",
+                key,
+                lambda: self.client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=full_key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                ),
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload_id)
+            raise
 
     # -- reads ------------------------------------------------------------------------------------------
 
