@@ -12,6 +12,7 @@ import random
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -97,12 +98,28 @@ def test_migration_killed_at_random_points_through_a_30_percent_faulty_store_end
     assert_fully_migrated(database_url, clean, fixture)  # one object per distinct content, no duplicates
 
 
-def _cli(args: list[str], database_url: str, endpoint: str, media: str, backup: str, cwd: Path):
+@dataclass
+class CliRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _cli(
+    args: list[str],
+    database_url: str,
+    endpoint: str,
+    media: str,
+    backup: str,
+    tmp_path: Path,
+    pytest_fixtures,
+):
+    """`python -m orchestration.restore ...` in this process (an exception would fail the test with its
+    traceback), with the platform's environment pointing both stores at `endpoint`."""
+    monkeypatch, capsys = pytest_fixtures
     env = {
-        **os.environ,
-        "PYTHONPATH": str(PROJECT_ROOT),
         "DATABASE_URL": database_url,
-        "MEDIA_PLATFORM_DATA_DIR": str(cwd / "data"),
+        "MEDIA_PLATFORM_DATA_DIR": str(tmp_path / "data"),
         "MEDIA_SIGNING_SECRET": "test-secret",
         "OBJECT_STORE_BACKEND": "s3",
         "S3_ENDPOINT_URL": endpoint,
@@ -113,18 +130,18 @@ def _cli(args: list[str], database_url: str, endpoint: str, media: str, backup: 
         "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
         "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "orchestration.restore", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    from orchestration.restore import main
+
+    capsys.readouterr()
+    code = main(args)
+    captured = capsys.readouterr()
+    return CliRun(code, captured.out, captured.err)
 
 
 def test_backups_verification_and_restores_through_a_30_percent_faulty_store(
-    database_url: str, s3_endpoint: str, tmp_path: Path
+    database_url: str, s3_endpoint: str, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     prepare_database(database_url, rows=100)
     media_bucket, backup_bucket = new_bucket(s3_endpoint), new_bucket(s3_endpoint)
@@ -159,7 +176,7 @@ def test_backups_verification_and_restores_through_a_30_percent_faulty_store(
         # The command line, through the same proxy: exits 0, no traceback, and a rerun fetches nothing.
         cli = _cli(
             ["objects", "--day", DAY.isoformat(), "--target-prefix", "restored/"],
-            database_url, proxy.endpoint, media_bucket, backup_bucket, tmp_path,
+            database_url, proxy.endpoint, media_bucket, backup_bucket, tmp_path, (monkeypatch, capsys),
         )  # fmt: skip
         assert cli.returncode == 0 and "Traceback" not in cli.stderr, cli.stdout + cli.stderr
         assert f"{len(objects)} already in place" in cli.stdout
@@ -172,7 +189,7 @@ def test_backups_verification_and_restores_through_a_30_percent_faulty_store(
 
 
 def test_an_object_restore_that_cannot_fetch_some_objects_finishes_lists_them_and_a_rerun_fetches_the_rest(
-    database_url: str, s3_endpoint: str, tmp_path: Path
+    database_url: str, s3_endpoint: str, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     prepare_database(database_url, rows=1)
     media_bucket, backup_bucket = new_bucket(s3_endpoint), new_bucket(s3_endpoint)
@@ -194,8 +211,18 @@ def test_an_object_restore_that_cannot_fetch_some_objects_finishes_lists_them_an
     clean_backup.delete_keys([copy_key(sha) for sha in lost])
 
     with fault_proxy(s3_endpoint, rate=0.0) as proxy:
-        args = ["objects", "--day", DAY.isoformat(), "--target-prefix", "back/", "--report", "missing.json"]
-        first = _cli(args, database_url, proxy.endpoint, media_bucket, backup_bucket, tmp_path)
+        args = [
+            "objects",
+            "--day",
+            DAY.isoformat(),
+            "--target-prefix",
+            "back/",
+            "--report",
+            str(tmp_path / "missing.json"),
+        ]
+        first = _cli(
+            args, database_url, proxy.endpoint, media_bucket, backup_bucket, tmp_path, (monkeypatch, capsys)
+        )
         assert first.returncode == 2 and "Traceback" not in first.stderr, first.stdout + first.stderr
         assert "restored 4 of 6" in first.stdout
         report = json.loads((tmp_path / "missing.json").read_text())
@@ -214,7 +241,9 @@ def test_an_object_restore_that_cannot_fetch_some_objects_finishes_lists_them_an
 
         for sha, data in saved.items():  # the copies come back (e.g. the next object backup re-copied them)
             clean_backup.put_bytes(copy_key(sha), data, sha256=sha, content_type="application/octet-stream")
-        second = _cli(args, database_url, proxy.endpoint, media_bucket, backup_bucket, tmp_path)
+        second = _cli(
+            args, database_url, proxy.endpoint, media_bucket, backup_bucket, tmp_path, (monkeypatch, capsys)
+        )
         assert second.returncode == 0, second.stdout + second.stderr
         assert "restored 2 of 6" in second.stdout and "4 already in place" in second.stdout
     with get_engine(database_url).connect() as conn:
