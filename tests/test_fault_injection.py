@@ -332,3 +332,31 @@ def test_checks_report_an_unreachable_store_apart_from_a_wrong_object(
         copies = conn.execute(sa.text("SELECT count(*) FROM media_catalog.backup_object_copies")).scalar_one()
     assert statuses == ["verified"] and copies == 3
     assert verify_backups(database_url, clean_backup, DAY).problems == []
+
+
+def test_variant_rendering_reads_and_writes_through_a_faulty_store_and_defers_when_it_is_down(
+    database_url: str, s3_endpoint: str
+) -> None:
+    from core.catalog.db import upgrade_catalog
+    from core.imaging import load_variant_plan
+    from core.variants import process_batch, variant_set_gaps
+    from tests.support.variants import jpeg_bytes, photo, seed_original
+
+    upgrade_catalog(database_url)
+    engine, plan = get_engine(database_url), load_variant_plan()
+    bucket = new_bucket(s3_endpoint)
+    clean = s3_store(s3_endpoint, bucket, "")
+    ids = [
+        seed_original(engine, clean, jpeg_bytes(photo(320, 200, seed=n)), source_pk=str(n)) for n in range(4)
+    ]
+    with fault_proxy(s3_endpoint, rate=1.0, mix={"reset_response": 1}) as proxy:
+        down = process_batch(flaky_s3_store(proxy.endpoint, bucket), engine, ids, plan)
+        assert down.images_deferred == 4 and variant_set_gaps(engine, plan) == 4  # deferred, not failed
+        proxy.rate, proxy.mix = (
+            RATE,
+            {"slowdown_503": 3, "internal_500": 2, "reset_request": 2, "reset_response": 3},
+        )
+        store = flaky_s3_store(proxy.endpoint, bucket)
+        stats = process_batch(store, engine, ids, plan)
+    assert stats.images_deferred == 0 and stats.images_failed == 0
+    assert variant_set_gaps(engine, plan) == 0 and store.stats.retried > 0
