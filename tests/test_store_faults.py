@@ -99,3 +99,32 @@ def test_a_multipart_upload_through_a_faulty_store_resends_failed_parts_and_stor
         assert store.head("dumps/one.dump").sha256 == sha
         assert store.verify("dumps/one.dump", sha)
     assert proxy.injected > 0 and store.stats.gave_up == 0
+
+
+def test_the_platform_resource_store_makes_exactly_its_configured_attempts_despite_sdk_max_attempts(
+    s3_endpoint: str, s3_bucket: str
+) -> None:
+    """S3Resource(max_attempts=5) as resources/settings.py builds it; the store's 3 attempts are all."""
+    from dagster_aws.s3 import S3Resource
+
+    from resources.object_store import ObjectStoreResource
+    from tests.support.services import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY
+
+    with fault_proxy(s3_endpoint, rate=1.0, mix={"slowdown_503": 1}) as proxy:
+        resource = ObjectStoreResource(
+            backend="s3",
+            bucket=s3_bucket,
+            signing_secret="s",
+            retry_attempts=3,
+            s3=S3Resource(
+                endpoint_url=proxy.endpoint,
+                region_name=S3_REGION,
+                aws_access_key_id=S3_ACCESS_KEY,
+                aws_secret_access_key=S3_SECRET_KEY,
+                max_attempts=5,
+            ),
+        )
+        store = resource.store()
+        with pytest.raises(StoreUnavailable, match="after 3 attempts"):
+            store.head("anything")
+    assert proxy.counts["requests"] == 3 and store.stats.gave_up == 1
