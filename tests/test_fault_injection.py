@@ -31,7 +31,8 @@ from tests.support.migration import all_values, assert_fully_migrated, create_le
 from tests.support.services import S3_ACCESS_KEY, S3_SECRET_KEY, new_bucket
 from tests.test_migration_kill import original_checksums
 
-RATE = 0.3
+RATE = float(os.environ.get("FAULT_RATE", "0.3"))  # share of requests the proxy fails
+SEED = int(os.environ.get("FAULT_SEED", "0"))  # shifts every proxy's seed, to try other fault sequences
 STALL = 1.5  # seconds; the test stores time out reads after 1 s, so a stall is a fault, and short
 DAY = date(2026, 11, 21)
 
@@ -62,11 +63,11 @@ def test_migration_killed_at_random_points_through_a_30_percent_faulty_store_end
     originals = original_checksums(database_url)
     before = all_values(database_url)
     bucket = new_bucket(s3_endpoint)
-    rng = random.Random(1717)
+    rng = random.Random(1717 + SEED)
     events = ["object_stored", "row_updated", "row_committed", "batch_done"]
     store_counts = []
     kills = 0
-    with fault_proxy(s3_endpoint, rate=RATE, seed=11, stall_seconds=STALL) as proxy:
+    with fault_proxy(s3_endpoint, rate=RATE, seed=11 + SEED, stall_seconds=STALL) as proxy:
         for _ in range(4):
             event, count = rng.choice(events), str(rng.randint(1, 6))
             killed = run_worker(database_url, proxy.endpoint, bucket, event, count)
@@ -155,7 +156,7 @@ def test_backups_verification_and_restores_through_a_30_percent_faulty_store(
         )
         objects[key] = sha
 
-    with fault_proxy(s3_endpoint, rate=RATE, seed=23, stall_seconds=STALL) as proxy:
+    with fault_proxy(s3_endpoint, rate=RATE, seed=23 + SEED, stall_seconds=STALL) as proxy:
         media = flaky_s3_store(proxy.endpoint, media_bucket)
         backup = flaky_s3_store(proxy.endpoint, backup_bucket, "backups")
 
