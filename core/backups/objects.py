@@ -24,7 +24,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from core.backups.verify import in_sample, sample_groups
 from core.catalog.db import get_engine
 from core.catalog.models import Backup, BackupObjectCopy
-from core.objectstore.base import ObjectNotFound, ObjectStore, ObjectStoreError, sha256_hex
+from core.objectstore.base import (
+    ObjectNotFound,
+    ObjectStore,
+    ObjectStoreError,
+    TransientStorageError,
+    sha256_hex,
+)
 from core.objectstore.retry import StoreUnavailable
 
 MANIFEST_CONTENT_TYPE = "application/json"
@@ -358,7 +364,7 @@ def _check_and_repair(
         read = in_sample(entry["sha256"], day, groups)
         try:
             return read, check_copy(backup, entry, read)
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, TransientStorageError) as exc:
             return read, f"backup store unavailable while checking the copy ({exc})"
 
     def repair(entry: dict[str, Any]) -> str | None:

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from core.catalog.db import get_engine
 from core.catalog.models import Backup, BackupObjectCopy
-from core.objectstore.base import ObjectStore, ObjectStoreError
+from core.objectstore.base import ObjectStore, ObjectStoreError, TransientStorageError
 from core.objectstore.retry import StoreUnavailable
 
 
@@ -64,7 +64,7 @@ def _check(store: ObjectStore, key: str, sha256: str, size: int | None) -> tuple
         if not store.verify(key, sha256):
             return f"{key}: bytes do not hash to the recorded {sha256[:12]}", info.size
         return None, info.size
-    except StoreUnavailable as exc:
+    except (StoreUnavailable, TransientStorageError) as exc:
         return f"{UNREACHABLE}: {key}: {exc}", 0
     except ObjectStoreError as exc:
         return f"{key}: cannot be read ({exc})", 0

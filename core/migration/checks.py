@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from core.catalog.models import ObjectReference, QuarantineRecord, StoredObject
 from core.migration.references import is_reference
 from core.migration.scan import UnreadableRow, iter_batches, parse_row, validate_source
-from core.objectstore.base import ObjectStore
+from core.objectstore.base import ObjectStore, TransientStorageError
 from core.objectstore.retry import StoreUnavailable, retry_transient
 from core.sources import BlobSource
 
@@ -113,7 +113,7 @@ def verify_references(
         key, sha256, size = item
         try:
             info = retry_transient(lambda: store.head(key))
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, TransientStorageError) as exc:
             return key, f"unreachable: {exc}"
         if info is None:
             return key, "missing"
@@ -134,7 +134,7 @@ def verify_references(
         try:
             if not retry_transient(lambda k=key, s=sha256: store.verify(k, s.strip())):
                 report.reread_failed.append(key)
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, TransientStorageError) as exc:
             report.unreachable.append(f"{key}: unreachable: {exc}")
     return report
 
