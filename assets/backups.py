@@ -25,6 +25,7 @@ from core.backups.objects import run_object_backup
 from core.backups.retention import apply_retention
 from core.backups.settings import load_settings
 from core.backups.verify import verify_backups
+from core.objectstore.retry import report_store_stats
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
 
@@ -82,9 +83,10 @@ def database_backup(
 ) -> MaterializeResult:
     settings = load_settings()
     day = date.fromisoformat(context.partition_key)
+    store = backup_store.store()
     result = run_database_backup(
         postgres.database_url,
-        backup_store.store(),
+        store,
         day,
         compression=config.compression_level if config.compression_level >= 0 else settings.compression_level,
         pg_bin_dir=config.pg_bin_dir or settings.pg_bin_dir,
@@ -107,7 +109,15 @@ def database_backup(
             "seconds": round(result.seconds, 2),
             "mb_per_second": round(mb(result.size_bytes) / max(result.seconds, 1e-6), 2),
             "manifest": MetadataValue.md("| table | rows | sha256 |\n|---|---|---|\n" + tables),
+            **report_store_stats(context.log, "database backup", (store, "backup_store")),
         }
+    )
+
+
+class ObjectBackupConfig(Config):
+    read_all: bool = Field(
+        default=False,
+        description="Re-read every copy's bytes after copying (default: verification.sample_share of them)",
     )
 
 
@@ -126,19 +136,22 @@ def database_backup(
 )
 def object_backup(
     context: AssetExecutionContext,
+    config: ObjectBackupConfig,
     postgres: PostgresResource,
     object_store: ObjectStoreResource,
     backup_store: ObjectStoreResource,
 ) -> MaterializeResult:
     settings = load_settings()
     day = date.fromisoformat(context.partition_key)
+    media, backup = object_store.store(), backup_store.store()
     result = run_object_backup(
         postgres.database_url,
-        object_store.store(),
-        backup_store.store(),
+        media,
+        backup,
         day,
         workers=settings.copy_workers,
         run_id=context.run.run_id,
+        read_share=1.0 if config.read_all else settings.sample_share,
     )
     for problem in result.problems:
         context.log.warning(f"object backup problem: {problem}")
@@ -150,8 +163,13 @@ def object_backup(
             "already_in_backup": result.already_copied,
             "mb_copied": mb(result.bytes_copied),
             "seconds": round(result.seconds, 2),
+            "copies_read_back": result.copies_read,
+            "copies_repaired": result.repaired,
             "problems": len(result.problems),
             "problem_list": _problems_md(result.problems),
+            **report_store_stats(
+                context.log, "object backup", (media, "media_store"), (backup, "backup_store")
+            ),
         }
     )
 
@@ -183,9 +201,10 @@ def backup_kept_set(
     backup_store: ObjectStoreResource,
 ) -> MaterializeResult:
     settings = load_settings(config.policy or None)
+    store = backup_store.store()
     result = apply_retention(
         postgres.database_url,
-        backup_store.store(),
+        store,
         settings.retention,
         dry_run=config.dry_run,
         run_id=context.run.run_id,
@@ -207,6 +226,7 @@ def backup_kept_set(
             "decisions": MetadataValue.md(
                 "| kind | day | status | decision | why |\n|---|---|---|---|---|\n" + rows
             ),
+            **report_store_stats(context.log, "backup retention", (store, "backup_store")),
         }
     )
 
@@ -223,15 +243,19 @@ def backup_bytes_verified(
     context: AssetCheckExecutionContext, postgres: PostgresResource, backup_store: ObjectStoreResource
 ) -> AssetCheckResult:
     settings = load_settings()
+    store = backup_store.store()
     result = verify_backups(
         postgres.database_url,
-        backup_store.store(),
+        store,
         datetime.now(UTC).date(),
         sample_share=settings.sample_share,
     )
+    # A wrong or missing file is an ERROR; a store that would not answer (retries exhausted) is reported
+    # apart, as a WARN: the files may be fine and the next run reads them again.
     return AssetCheckResult(
-        passed=not result.problems,
-        severity=AssetCheckSeverity.ERROR,
+        passed=not result.problems and not result.unreachable,
+        severity=AssetCheckSeverity.ERROR if result.problems else AssetCheckSeverity.WARN,
+        description="backup store unreachable for some files" if result.unreachable else None,
         metadata={
             "files_checked": result.files,
             "database_dumps": result.database_files,
@@ -241,6 +265,11 @@ def backup_bytes_verified(
             "cycle_days": result.groups,
             "problems": len(result.problems),
             "problem_list": _problems_md(result.problems),
+            "unreachable": len(result.unreachable),
+            "unreachable_list": _problems_md(result.unreachable),
+            "copies_to_repair": result.copies_to_repair,
+            "days_without_verified_dump": ", ".join(result.days_without_verified_dump) or "none",
+            **report_store_stats(context.log, "backup verification", (store, "backup_store")),
         },
     )
 

@@ -21,6 +21,7 @@ from core.migration.checks import SpaceReport, base64_left, live_bytes, verify_r
 from core.migration.engine import migrate_source
 from core.migration.inventory import inventory_source, table_size
 from core.migration.settings import load_migration_config
+from core.objectstore.retry import report_store_stats
 from core.sources import SourcesConfig, check_against_database, load_sources_config
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
@@ -177,6 +178,8 @@ def migrated_blobs(
         AssetCheckResult(
             check_name=REFERENCES_RESOLVE,
             passed=refs.ok,
+            # An unreachable store (retries exhausted) is a WARN apart from a wrong or missing object.
+            severity=AssetCheckSeverity.ERROR if refs.wrong or refs.ok else AssetCheckSeverity.WARN,
             metadata={
                 "references": refs.references,
                 "objects_checked": refs.objects,
@@ -184,8 +187,10 @@ def migrated_blobs(
                 "checksum_or_size_mismatch": len(refs.mismatched),
                 "objects_reread": refs.reread,
                 "reread_failed": len(refs.reread_failed),
+                "store_unreachable": len(refs.unreachable),
                 "problems": MetadataValue.text(
-                    "; ".join((refs.missing + refs.mismatched + refs.reread_failed)[:20]) or "none"
+                    "; ".join((refs.missing + refs.mismatched + refs.reread_failed + refs.unreachable)[:20])
+                    or "none"
                 ),
             },
         ),
@@ -221,6 +226,7 @@ def migrated_blobs(
             "resumed_from_pk": MetadataValue.text(stats.resumed_from_pk or "start"),
             "elapsed_s": round(stats.elapsed_seconds, 3),
             "mb_per_s": round(stats.mb_per_second, 3),
+            **report_store_stats(context.log, f"migration of {source.name}", (store, "store")),
         },
         check_results=checks,
     )

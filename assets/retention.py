@@ -19,6 +19,7 @@ from dagster import (
 from pydantic import Field
 
 from assets.sources import OWNER, UPLOADS_AREA_KEY, legacy_table_key
+from core.objectstore.retry import report_store_stats
 from core.retention.policies import load_retention_config
 from core.retention.sweep import SweepReport, referenced_but_deleted, run_sweep
 from core.sources import load_sources_config
@@ -94,9 +95,10 @@ def retention_sweep(
     postgres: PostgresResource,
     object_store: ObjectStoreResource,
 ) -> MaterializeResult:
+    store = object_store.store()
     report = run_sweep(
         postgres.engine(),
-        object_store.store(),
+        store,
         load_sources_config(),
         load_retention_config(),
         run_id=context.run_id,
@@ -113,7 +115,12 @@ def retention_sweep(
             f"{len(report.purge_failures)} storage deletes failed and stay queued for the next run, e.g. "
             f"{list(report.purge_failures.items())[:3]}"
         )
-    return MaterializeResult(metadata=report_metadata(report))
+    return MaterializeResult(
+        metadata={
+            **report_metadata(report),
+            **report_store_stats(context.log, "retention sweep", (store, "store")),
+        }
+    )
 
 
 @asset_check(

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from assets.sources import OWNER, UPLOADS_AREA_KEY
 from core.imaging import load_variant_plan
+from core.objectstore.retry import report_store_stats
 from core.uploads import UploadStats, pending_uploads, percentile, process_uploads
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
@@ -79,9 +80,10 @@ def processed_uploads(
     object_store: ObjectStoreResource,
 ) -> MaterializeResult:
     day = dt.date.fromisoformat(context.partition_key)
+    store = object_store.store()
     stats = process_uploads(
         postgres.engine(),
-        object_store.store(),
+        store,
         load_variant_plan(),
         upload_ids=config.upload_ids or None,
         day=day,
@@ -91,7 +93,9 @@ def processed_uploads(
         f"{stats.uploads} uploads: {stats.accepted} accepted, {stats.rejected} rejected, "
         f"{stats.deferred} deferred; {stats.variants.variants_ready} variants"
     )
-    return MaterializeResult(metadata=upload_metadata(stats))
+    return MaterializeResult(
+        metadata={**upload_metadata(stats), **report_store_stats(context.log, "uploads", (store, "store"))}
+    )
 
 
 @asset_check(asset=processed_uploads, name=PENDING_UPLOADS_CHECK, blocking=False)

@@ -34,6 +34,7 @@ from assets.migration import MIGRATED_BLOBS
 from assets.sources import OWNER
 from assets.uploads import GROUP, PROCESSED_UPLOADS_KEY, UPLOAD_DAYS
 from core.imaging import load_variant_plan
+from core.objectstore.retry import StoreStats, report_store_stats, stats_of
 from core.variants import (
     VariantStats,
     failed_variant_rate,
@@ -50,6 +51,8 @@ IMAGE_VARIANTS_KEY = AssetKey(["media", "image_variants"])
 #: every source partition, hence the AllPartitionMapping on that edge.
 MIGRATED_BLOBS_KEY = AssetKey([MIGRATED_BLOBS])
 
+#: key of the store's request/fault counters in a batch's result
+STORE_COUNTS = "store_counts"
 FULL_VARIANT_SET_CHECK = "every_original_has_full_variant_set"
 FAILED_RATE_CHECK = "failed_variant_rate_below_5_percent"
 FAILED_RATE_WARN = 0.05
@@ -110,10 +113,11 @@ def render_variant_batch(
     object_store: ObjectStoreResource,
     batch: list,
 ) -> dict:
+    store = object_store.store()
     stats = process_batch(
-        object_store.store(), postgres.engine(), batch, load_variant_plan(), retry_failed=config.retry_failed
+        store, postgres.engine(), batch, load_variant_plan(), retry_failed=config.retry_failed
     )
-    return stats.__dict__
+    return {**stats.__dict__, STORE_COUNTS: stats_of(store).counts()}
 
 
 def full_variant_set(postgres: PostgresResource) -> AssetCheckResult:
@@ -139,8 +143,11 @@ def failed_variant_rate_check(postgres: PostgresResource) -> AssetCheckResult:
 def summarize_variants(context: OpExecutionContext, postgres: PostgresResource, results: list):
     """The run's metadata from every batch's stats, then the asset's checks on the catalog it left."""
     total = VariantStats()
+    store_stats = StoreStats()
     wall = 0.0
     for item in results:
+        item = dict(item)
+        store_stats.add(item.pop(STORE_COUNTS, {}))
         wall = max(wall, item["seconds"])
         total.merge(VariantStats(**item))
     metadata: dict[str, object] = {
@@ -155,6 +162,7 @@ def summarize_variants(context: OpExecutionContext, postgres: PostgresResource, 
         "bytes_saved_by_avif": total.bytes_original_avif - total.bytes_avif,
         "images_per_second": round(total.images / wall, 2) if wall else 0.0,
         "errors": MetadataValue.md("\n".join(f"- {e}" for e in total.errors) or "none"),
+        **report_store_stats(context.log, "variants", (store_stats, "store")),
     }
     context.log.info(f"{total.images} images, {total.variants_ready} variants, {total.images_failed} failed")
     yield Output(None, output_name="result", metadata=metadata)

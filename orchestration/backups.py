@@ -1,6 +1,7 @@
 """Backup jobs: the daily backups, retention, verification and drill, and the two restore jobs a person in
 a hurry can launch from the UI (Launchpad config) - the same code `python -m orchestration.restore` runs."""
 
+import json
 from datetime import date
 
 from dagster import AssetSelection, Config, OpExecutionContext, define_asset_job, job, op
@@ -68,6 +69,7 @@ class RestoreDatabaseConfig(Config):
 
     day: str = Field(default="", description="YYYY-MM-DD; empty restores the newest backup day")
     into: str = Field(description="Name of the database to create and restore into (must not exist)")
+    dump: str = Field(default="", description="A dump key to restore instead of the day's newest intact dump")
 
 
 class RestoreObjectsConfig(Config):
@@ -99,7 +101,10 @@ def restore_database_op(
         config.into,
         pg_bin_dir=settings.pg_bin_dir,
         exclude_schemas=settings.exclude_schemas,
+        dump_key=config.dump or None,
     )
+    for skipped in result.skipped:
+        context.log.warning(f"skipped {skipped}")
     context.log.info(
         f"restored {result.backup_date} into {result.database}: {result.tables} tables, {result.rows} rows"
     )
@@ -126,7 +131,12 @@ def restore_objects_op(
     else:
         entries = entries_for_day(backup, date.fromisoformat(config.day))
     result = restore_objects(backup, object_store.store(), entries, config.target_prefix)
-    context.log.info(f"restored {result.restored}/{result.requested} objects ({result.bytes} bytes)")
+    context.log.info(
+        f"restored {result.restored}/{result.requested} objects ({result.bytes} bytes); "
+        f"{result.already_restored} already in place"
+    )
+    if result.missing:
+        context.log.error(f"not restored (rerun to fetch only these): {json.dumps(result.missing)}")
     if result.problems or not entries:
         raise RestoreError("; ".join(result.problems) or "nothing matched: no objects to restore")
 

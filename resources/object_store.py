@@ -27,6 +27,8 @@ class ObjectStoreResource(ConfigurableResource):
     public_base_url: str = Field(
         default="http://localhost:8080/media", description="Base of local signed URLs"
     )
+    retry_attempts: int = Field(default=6, description="Attempts per S3 call (the store's one retry layer)")
+    retry_max_seconds: float = Field(default=120.0, description="Time budget per S3 call, retries included")
 
     def store(self) -> ObjectStore:
         if self.backend == "s3":
@@ -34,7 +36,10 @@ class ObjectStoreResource(ConfigurableResource):
 
             if not self.bucket:
                 raise ValueError("ObjectStoreResource(backend='s3') needs a bucket")
-            return S3ObjectStore(self.s3.get_client(), self.bucket, prefix=self.prefix)
+            from core.objectstore.retry import RetryPolicy
+
+            policy = RetryPolicy(attempts=self.retry_attempts, max_seconds=self.retry_max_seconds)
+            return S3ObjectStore(self.s3.get_client(), self.bucket, prefix=self.prefix, policy=policy)
         from core.objectstore.local import LocalObjectStore
 
         return LocalObjectStore(

@@ -169,10 +169,15 @@ def test_verification_catches_a_corrupted_and_a_missing_dump(database_url: str, 
     (store.root / first.storage_key).unlink()
 
     result = verify_backups(database_url, store, DAY)
-    assert len(result.problems) == 2
+    assert len(result.problems) == 4
     assert any("do not hash" in p and second.storage_key in p for p in result.problems)
     assert any("missing" in p and first.storage_key in p for p in result.problems)
+    assert result.days_without_verified_dump == ["2026-11-20", DAY.isoformat()]
     assert [status for status, _ in backup_rows(database_url)] == ["corrupt", "corrupt"]
+    # Later runs no longer re-read the corrupt dumps but keep saying the days have no good dump.
+    again = verify_backups(database_url, store, DAY)
+    assert again.days_without_verified_dump == ["2026-11-20", DAY.isoformat()]
+    assert again.problems and all("none verified" in p for p in again.problems)
     with pytest.raises(RestoreError, match="corrupt"):
         restore_database(database_url, store, DAY, "never_created")
 

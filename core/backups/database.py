@@ -24,7 +24,7 @@ from core.backups.tables import digest_database
 from core.catalog.db import get_engine
 from core.catalog.models import Backup
 from core.keys import safe_segment
-from core.objectstore.base import ObjectStore, sha256_file
+from core.objectstore.base import ObjectStore, sha256_file, sha256_hex
 
 DUMP_CONTENT_TYPE = "application/vnd.postgresql.custom-dump"
 MANIFEST_CONTENT_TYPE = "application/json"
@@ -157,11 +157,17 @@ def run_database_backup(
             "finished_at": finished.isoformat(),
             "tables": {name: digest.as_dict() for name, digest in tables.items()},
         }
-        encoded = json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8")
+        # This dump's own manifest first, then the day's, which lists every verified dump of the day
+        # (newest first) so a restore can fall back to an earlier one if the newest proves corrupt.
+        own_key = dump_manifest_key(key)
+        _put_json(store, own_key, manifest)
+        manifest["manifest_key"] = own_key
+        manifest["dumps"] = [
+            {**entry, "manifest_key": dump_manifest_key(entry["dump_key"])}
+            for entry in _verified_dumps(engine, day, backup_id, manifest)
+        ]
         manifest_key = day_manifest_key(day)
-        from core.objectstore.base import sha256_hex
-
-        store.put_bytes(manifest_key, encoded, sha256=sha256_hex(encoded), content_type=MANIFEST_CONTENT_TYPE)
+        _put_json(store, manifest_key, manifest)
         _update_row(
             engine,
             backup_id,
@@ -236,9 +242,80 @@ def _dump_in_snapshot(
     return tables, snapshot_time
 
 
+def dump_manifest_key(dump_key: str) -> str:
+    """Each dump's own manifest sits beside it: database/<day>/<name>.manifest.json."""
+    return dump_key.removesuffix(".dump") + ".manifest.json"
+
+
+def _put_json(store: ObjectStore, key: str, document: dict[str, Any]) -> None:
+    encoded = json.dumps(document, indent=1, sort_keys=True).encode("utf-8")
+    store.put_bytes(key, encoded, sha256=sha256_hex(encoded), content_type=MANIFEST_CONTENT_TYPE)
+
+
+def _verified_dumps(
+    engine: sa.Engine, day: date, backup_id: int, current: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Every dump of `day` that was verified and not expired or found corrupt since, plus this one."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(Backup.id, Backup.storage_key, Backup.sha256, Backup.size_bytes, Backup.finished_at)
+            .where(
+                Backup.kind == "database",
+                Backup.backup_date == day,
+                Backup.status == "verified",
+                Backup.id != backup_id,
+            )
+            .order_by(Backup.id.desc())
+        ).all()
+    dumps = [
+        {
+            "backup_id": backup_id,
+            "dump_key": current["dump_key"],
+            "sha256": current["sha256"],
+            "size_bytes": current["size_bytes"],
+            "finished_at": current["finished_at"],
+        }
+    ]
+    dumps.extend(
+        {
+            "backup_id": int(row.id),
+            "dump_key": row.storage_key,
+            "sha256": (row.sha256 or "").strip(),
+            "size_bytes": int(row.size_bytes or 0),
+            "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+        }
+        for row in rows
+        if row.storage_key
+    )
+    return dumps
+
+
 def read_manifest(store: ObjectStore, day: date) -> dict[str, Any]:
-    """The manifest of the newest verified database backup of `day`, from the backup store alone."""
+    """The manifest of the newest verified database backup of `day`, from the backup store alone; its
+    `dumps` lists every verified dump of the day, newest first (manifests written before it have none)."""
     return json.loads(store.get_bytes(day_manifest_key(day)))
+
+
+def dump_candidates(store: ObjectStore, day: date) -> list[dict[str, Any]]:
+    """The dumps of `day` a restore may use, newest first: those the day's manifest lists, else the
+    newest alone (manifests written before the list existed)."""
+    manifest = read_manifest(store, day)
+    listed = manifest.get("dumps") or [
+        {
+            "backup_id": manifest.get("backup_id"),
+            "dump_key": manifest["dump_key"],
+            "sha256": manifest["sha256"],
+        }
+    ]
+    return [dict(entry) for entry in listed]
+
+
+def manifest_of_dump(store: ObjectStore, day: date, entry: dict[str, Any]) -> dict[str, Any]:
+    """The full manifest (table digests) of one listed dump."""
+    day_manifest = read_manifest(store, day)
+    if day_manifest.get("dump_key") == entry["dump_key"]:
+        return day_manifest
+    return json.loads(store.get_bytes(entry.get("manifest_key") or dump_manifest_key(entry["dump_key"])))
 
 
 def latest_manifest_day(store: ObjectStore) -> date | None:

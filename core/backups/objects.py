@@ -21,10 +21,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from core.backups.verify import in_sample, sample_groups
 from core.catalog.db import get_engine
 from core.catalog.models import Backup, BackupObjectCopy
-from core.objectstore.base import ObjectNotFound, ObjectStore, ObjectStoreError, sha256_hex
-from core.objectstore.retry import retry_transient
+from core.objectstore.base import (
+    ObjectNotFound,
+    ObjectStore,
+    ObjectStoreError,
+    TransientStorageError,
+    sha256_hex,
+)
+from core.objectstore.retry import StoreUnavailable
 
 MANIFEST_CONTENT_TYPE = "application/json"
 COPY_CONTENT_TYPE = "application/octet-stream"
@@ -72,6 +79,8 @@ class ObjectBackupResult:
     copied: int = 0
     already_copied: int = 0
     bytes_copied: int = 0
+    copies_read: int = 0  # copies whose bytes were re-read after the copy (sampled, or all)
+    repaired: int = 0  # copies found missing or corrupt after the copy and copied again
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     status: str = "running"
@@ -137,19 +146,17 @@ def copy_object(
     Returns the bytes copied. The target store re-checks the digest before the copy becomes visible.
     """
     if size <= IN_MEMORY_LIMIT:
-        data = retry_transient(lambda: source.get_bytes(source_key))
+        data = source.get_bytes(source_key)
         if sha256_hex(data) != sha256:
             raise ObjectStoreError(f"source {source_key} does not hash to the catalog's {sha256}")
         put = partial(target.put_bytes, copy_key(sha256), data, sha256=sha256, content_type=COPY_CONTENT_TYPE)
-        return retry_transient(put).size
+        return put().size
     with tempfile.NamedTemporaryFile(dir=work_dir, prefix="copy-") as tmp:
         path = Path(tmp.name)
-        actual = retry_transient(lambda: source.download_to(source_key, path))
+        actual = source.download_to(source_key, path)
         if actual != sha256:
             raise ObjectStoreError(f"source {source_key} hashes to {actual}, catalog says {sha256}")
-        info = retry_transient(
-            lambda: target.put_file(copy_key(sha256), path, sha256=sha256, content_type=COPY_CONTENT_TYPE)
-        )
+        info = target.put_file(copy_key(sha256), path, sha256=sha256, content_type=COPY_CONTENT_TYPE)
         return info.size
 
 
@@ -169,9 +176,14 @@ def run_object_backup(
     workers: int = 8,
     run_id: str | None = None,
     batch_size: int = 500,
+    read_share: float = 1.0,
 ) -> ObjectBackupResult:
     """Back up the objects of `day`; the catalog row ends verified only if every listed object is in the
-    backup location with its checksum. Problems (a missing or corrupt source) are recorded, not fatal."""
+    backup location with its checksum. Problems (a missing or corrupt source) are recorded, not fatal.
+
+    After copying, every listed copy is checked by HEAD and a `read_share` sample of them (1.0: all) by
+    re-reading its bytes; a copy found missing or corrupt is copied again from the source and re-checked.
+    """
     engine = get_engine(database_url)
     started = datetime.now(UTC)
     with engine.begin() as conn:
@@ -197,13 +209,7 @@ def run_object_backup(
                 if batch:
                     _copy_batch(engine, source, backup, batch, backup_id, pool, work_dir, result, entries)
         # Every listed object must now be in the backup location with the right checksum.
-        listed = [e for e in entries if not e.get("problem")]
-        with ThreadPoolExecutor(workers) as pool:
-            heads = list(pool.map(lambda e: backup.head(e["backup_key"]), listed))
-        for entry, info in zip(listed, heads, strict=True):
-            if info is None or (info.sha256 or "") != entry["sha256"] or info.size != entry["size_bytes"]:
-                entry["problem"] = "backup copy missing or checksum differs after copy"
-                result.problems.append(f"{entry['source_key']}: {entry['problem']}")
+        _check_and_repair(engine, source, backup, entries, backup_id, day, read_share, workers, result)
         manifest = {
             "kind": "objects",
             "backup_id": backup_id,
@@ -321,6 +327,86 @@ def _copy_batch(
         elif entry.sha256 in present:
             result.already_copied += 1
         entries.append(item)
+
+
+def check_copy(backup: ObjectStore, entry: dict[str, Any], read: bool) -> str | None:
+    """None if the copy is there with the entry's size and checksum (and, if `read`, its bytes hash to
+    it); otherwise what is wrong. StoreUnavailable propagates: unreachable is not "wrong"."""
+    info = backup.head(entry["backup_key"])
+    if info is None:
+        return "backup copy missing"
+    if (info.sha256 or "") != entry["sha256"] or info.size != int(entry["size_bytes"]):
+        return "backup copy checksum or size differs"
+    if read and not backup.verify(entry["backup_key"], entry["sha256"]):
+        return "backup copy bytes do not hash to its checksum"
+    return None
+
+
+def _check_and_repair(
+    engine: sa.Engine,
+    source: ObjectStore,
+    backup: ObjectStore,
+    entries: list[dict[str, Any]],
+    backup_id: int,
+    day: date,
+    read_share: float,
+    workers: int,
+    result: ObjectBackupResult,
+) -> None:
+    groups = sample_groups(read_share)
+    work_dir = Path(tempfile.gettempdir())
+    unique: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        if not entry.get("problem"):
+            unique.setdefault(entry["sha256"], entry)
+
+    def check(entry: dict[str, Any]) -> tuple[bool, str | None]:
+        read = in_sample(entry["sha256"], day, groups)
+        try:
+            return read, check_copy(backup, entry, read)
+        except (StoreUnavailable, TransientStorageError) as exc:
+            return read, f"backup store unavailable while checking the copy ({exc})"
+
+    def repair(entry: dict[str, Any]) -> str | None:
+        try:
+            copy_object(
+                source, backup, entry["source_key"], entry["sha256"], int(entry["size_bytes"]), work_dir
+            )
+            return check_copy(backup, entry, True)
+        except ObjectNotFound:
+            return "backup copy bad and the source object is missing"
+        except ObjectStoreError as exc:
+            return f"backup copy bad and copying it again failed: {exc}"
+
+    problems: dict[str, str] = {}
+    with ThreadPoolExecutor(workers) as pool:
+        checked = list(pool.map(check, unique.values()))
+        broken = []
+        for entry, (read, problem) in zip(unique.values(), checked, strict=True):
+            result.copies_read += int(read)
+            if problem and "unavailable" not in problem:
+                broken.append(entry)
+            elif problem:
+                problems[entry["sha256"]] = problem
+        for entry, problem in zip(broken, pool.map(repair, broken), strict=True):
+            if problem:
+                problems[entry["sha256"]] = problem
+            else:
+                result.repaired += 1
+    if broken:
+        rows = [
+            {"sha256": e["sha256"], "backup_key": e["backup_key"], "size_bytes": int(e["size_bytes"]),
+             "first_backup_id": backup_id}
+            for e in broken
+            if e["sha256"] not in problems
+        ]  # fmt: skip
+        if rows:
+            with engine.begin() as conn:
+                conn.execute(pg_insert(BackupObjectCopy).values(rows).on_conflict_do_nothing())
+    for entry in entries:
+        if not entry.get("problem") and entry["sha256"] in problems:
+            entry["problem"] = problems[entry["sha256"]]
+            result.problems.append(f"{entry['source_key']}: {entry['problem']}")
 
 
 def read_day_manifest(store: ObjectStore, day: date) -> dict[str, Any]:

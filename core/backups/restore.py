@@ -26,7 +26,7 @@ from core.backups.tables import TableDigest, compare_digests, digest_database
 from core.catalog.db import get_engine, sqlalchemy_url
 from core.keys import validate_key, validate_prefix
 from core.objectstore.base import ObjectNotFound, ObjectStore, ObjectStoreError
-from core.objectstore.retry import retry_transient
+from core.objectstore.retry import StoreUnavailable
 
 _DB_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
@@ -45,6 +45,7 @@ class DatabaseRestoreResult:
     rows: int
     problems: list[str]
     seconds: float
+    skipped: list[str] = field(default_factory=list)  # newer dumps of the day passed over, and why
 
     @property
     def matches_manifest(self) -> bool:
@@ -109,32 +110,54 @@ def restore_database(
     pg_bin_dir: str = "",
     exclude_schemas: tuple[str, ...] = (),
     work_dir: Path | None = None,
+    dump_key: str | None = None,
 ) -> DatabaseRestoreResult:
-    """Restore the newest verified backup of `day` (None: the newest day) into a new database `into` on
-    the server `server_url` points at, then compare every table with the manifest."""
+    """Restore the newest intact dump of `day` (None: the newest day), or the dump named by `dump_key`,
+    into a new database `into` on the server `server_url` points at, then compare every table with that
+    dump's manifest. A listed dump that is missing or does not hash to its checksum is skipped (and
+    reported) for the next older one of the day."""
     import time
 
     started = time.monotonic()
+    if day is None and dump_key:
+        day = date.fromisoformat(dump_key.split("/")[1])
     day = day or db_backup.latest_manifest_day(store)
     if day is None:
         raise RestoreError("the backup store holds no database backup manifest")
     try:
-        manifest = db_backup.read_manifest(store, day)
+        candidates = db_backup.dump_candidates(store, day)
     except ObjectNotFound:
         raise RestoreError(f"no database backup manifest for {day} in the backup store") from None
-    key, expected = manifest["dump_key"], manifest["sha256"]
+    if dump_key:
+        named = [c for c in candidates if c["dump_key"] == dump_key]
+        candidates = named or [{"dump_key": dump_key, "sha256": None}]
     major = server_major_version(get_engine(server_url))
     restore_tool = find_tool("pg_restore", major, pg_bin_dir)
+    skipped: list[str] = []
     with tempfile.TemporaryDirectory(prefix="db-restore-", dir=work_dir) as tmp:
         path = Path(tmp) / "restore.dump"
-        try:
-            actual = retry_transient(lambda: store.download_to(key, path))
-        except ObjectNotFound:
-            raise RestoreError(
-                f"dump {key} named by the {day} manifest is missing from the backup store"
-            ) from None
-        if actual != expected:
-            raise RestoreError(f"dump {key} is corrupt: it hashes to {actual}, the manifest says {expected}")
+        chosen: dict[str, Any] | None = None
+        for candidate in candidates:
+            key = candidate["dump_key"]
+            try:
+                manifest = db_backup.manifest_of_dump(store, day, candidate)
+                expected = candidate.get("sha256") or manifest["sha256"]
+                actual = store.download_to(key, path)
+            except ObjectNotFound:
+                skipped.append(f"{key}: missing from the backup store")
+                continue
+            except ObjectStoreError as exc:
+                skipped.append(f"{key}: cannot be read ({exc})")
+                continue
+            if actual != expected:
+                skipped.append(f"{key}: corrupt (hashes to {actual[:12]}, the manifest says {expected[:12]})")
+                continue
+            chosen = manifest
+            break
+        if chosen is None:
+            raise RestoreError(f"no intact database dump of {day}: " + "; ".join(skipped))
+        manifest = chosen
+        key = manifest["dump_key"]
         create_database(server_url, into)
         target = libpq_target(database_url_for(server_url, into))
         command = [
@@ -162,6 +185,7 @@ def restore_database(
         rows=sum(d.rows for d in restored.values()),
         problems=problems,
         seconds=time.monotonic() - started,
+        skipped=skipped,
     )
 
 
@@ -224,9 +248,29 @@ def entries_for_day(store: ObjectStore, day: date) -> list[dict[str, Any]]:
 class ObjectRestoreResult:
     requested: int = 0
     restored: int = 0
+    already_restored: int = 0  # the target already held the right bytes (a rerun fetches only the rest)
     bytes: int = 0
     restored_keys: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    missing: list[dict[str, str]] = field(default_factory=list)  # {"key", "sha256", "reason"} per object
+
+    def report(self) -> dict[str, Any]:
+        """What a person (or the rerun) needs: counts and every object not restored, with why."""
+        return {
+            "requested": self.requested,
+            "restored": self.restored,
+            "already_restored": self.already_restored,
+            "bytes": self.bytes,
+            "missing": self.missing,
+        }
+
+
+def _already_there(target: ObjectStore, key: str, sha256: str) -> bool:
+    try:
+        info = target.head(key)
+    except ObjectStoreError:
+        return False  # unknown: fetch it again
+    return info is not None and (info.sha256 or "") == sha256
 
 
 def restore_objects(
@@ -238,23 +282,34 @@ def restore_objects(
     work_dir: Path | None = None,
 ) -> ObjectRestoreResult:
     """Copy each entry's backup bytes to `target_prefix + source_key` in `target`, verifying checksums.
-    An entry that cannot be restored is reported and the rest go on."""
+    An entry that cannot be restored is reported with its reason and the rest go on; an entry whose
+    target already holds the right bytes is skipped, so rerunning after a partial restore fetches only
+    what is missing."""
     if target_prefix:
         validate_prefix(target_prefix)
     result = ObjectRestoreResult(requested=len(entries))
+
+    def missing(label: str, entry: dict[str, Any], reason: str) -> None:
+        result.problems.append(f"{label}: {reason}")
+        result.missing.append({"key": str(label), "sha256": str(entry.get("sha256", "")), "reason": reason})
+
     with tempfile.TemporaryDirectory(prefix="obj-restore-", dir=work_dir) as tmp:
         for entry in entries:
             source_key = entry.get("backup_key") or ""
             label = entry.get("source_key") or entry["sha256"]
             if not source_key:
-                result.problems.append(f"{label}: never copied to the backup location")
+                missing(label, entry, "never copied to the backup location")
                 continue
             try:
                 key = validate_key(f"{target_prefix}{entry['source_key']}")
+                if _already_there(target, key, entry["sha256"]):
+                    result.already_restored += 1
+                    result.restored_keys.append(key)
+                    continue
                 path = Path(tmp) / entry["sha256"]
-                actual = retry_transient(lambda k=source_key, p=path: backup.download_to(k, p))
+                actual = backup.download_to(source_key, path)
                 if actual != entry["sha256"]:
-                    result.problems.append(f"{label}: backup copy is corrupt (hashes to {actual[:12]})")
+                    missing(label, entry, f"backup copy is corrupt (hashes to {actual[:12]})")
                     continue
                 info = target.put_file(
                     key,
@@ -264,10 +319,13 @@ def restore_objects(
                 )
                 path.unlink()
             except ObjectNotFound:
-                result.problems.append(f"{label}: backup copy {source_key} is missing")
+                missing(label, entry, f"backup copy {source_key} is missing")
+                continue
+            except StoreUnavailable as exc:
+                missing(label, entry, f"store unavailable, rerun to fetch it: {exc}")
                 continue
             except (ObjectStoreError, ValueError) as exc:
-                result.problems.append(f"{label}: {exc}")
+                missing(label, entry, str(exc))
                 continue
             result.restored += 1
             result.bytes += info.size

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
 
+from core.backups.database import dump_manifest_key
 from core.backups.settings import RetentionPolicy
 from core.catalog.db import get_engine
 from core.catalog.models import Backup, BackupObjectCopy, RetentionAudit
@@ -162,6 +163,8 @@ def apply_retention(
     for decision in expired:
         backup = decision.backup
         keys = [backup.storage_key] if backup.storage_key else []
+        if backup.kind == "database" and backup.storage_key:
+            keys.append(dump_manifest_key(backup.storage_key))  # the dump's own manifest goes with it
         # The day's manifest is shared by that day's backups of one kind: it goes with the last of them.
         if backup.manifest_key and (backup.kind, backup.backup_date) not in kept_days:
             keys.append(backup.manifest_key)

@@ -2,7 +2,10 @@
 
 With a sample share s < 1, files are bucketed by checksum into n = ceil(1/s) groups and day d re-reads
 group d mod n, so every file is re-read at least once every n days (restic's --read-data-subset idea).
-The newest database backup is always re-read. A missing or corrupt file is a problem, never a skip.
+The newest database backup is always re-read. A missing or corrupt file is a problem, never a skip; an
+object copy found so loses its `backup_object_copies` row, so the next object backup copies it again. A
+file the store would not serve (retries exhausted) is reported as unreachable, not as corrupt. A day
+whose database backups are all failed or corrupt is reported on every run until it has a verified one.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import sqlalchemy as sa
 
 from core.catalog.db import get_engine
 from core.catalog.models import Backup, BackupObjectCopy
-from core.objectstore.base import ObjectStore, ObjectStoreError
+from core.objectstore.base import ObjectStore, ObjectStoreError, TransientStorageError
+from core.objectstore.retry import StoreUnavailable
 
 
 @dataclass
@@ -28,6 +32,9 @@ class VerificationResult:
     object_copies: int = 0
     bytes_read: int = 0
     problems: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)  # the store failed; the file may well be fine
+    copies_to_repair: int = 0  # object copies dropped from the catalog so the next backup re-copies them
+    days_without_verified_dump: list[str] = field(default_factory=list)
 
     @property
     def files(self) -> int:
@@ -42,8 +49,12 @@ def in_sample(sha256: str, day: date, groups: int) -> bool:
     return int(sha256[:8], 16) % groups == day.toordinal() % groups
 
 
+UNREACHABLE = "unreachable"
+
+
 def _check(store: ObjectStore, key: str, sha256: str, size: int | None) -> tuple[str | None, int]:
-    """None if the file re-reads to `sha256`; otherwise what is wrong with it."""
+    """None if the file re-reads to `sha256`; otherwise what is wrong with it (UNREACHABLE first when the
+    store itself kept failing)."""
     try:
         info = store.head(key)
         if info is None:
@@ -53,6 +64,8 @@ def _check(store: ObjectStore, key: str, sha256: str, size: int | None) -> tuple
         if not store.verify(key, sha256):
             return f"{key}: bytes do not hash to the recorded {sha256[:12]}", info.size
         return None, info.size
+    except (StoreUnavailable, TransientStorageError) as exc:
+        return f"{UNREACHABLE}: {key}: {exc}", 0
     except ObjectStoreError as exc:
         return f"{key}: cannot be read ({exc})", 0
 
@@ -93,14 +106,25 @@ def verify_backups(
                 result.database_files += 1
             else:
                 result.manifests += 1
-            if problem:
+            if problem and problem.startswith(UNREACHABLE):
+                result.unreachable.append(f"{backup.kind} backup {backup.id}: {problem}")
+            elif problem:
                 result.problems.append(f"{backup.kind} backup {backup.id}: {problem}")
                 corrupt[backup.id] = problem
-        for problem, size in pool.map(lambda job: _check(store, *job), copy_jobs):
+        bad_copies: list[str] = []
+        copy_checks = pool.map(lambda job: _check(store, *job), copy_jobs)
+        for job, (problem, size) in zip(copy_jobs, copy_checks, strict=True):
             result.object_copies += 1
             result.bytes_read += size
-            if problem:
-                result.problems.append(f"object copy {problem}")
+            if problem and problem.startswith(UNREACHABLE):
+                result.unreachable.append(f"object copy {problem}")
+            elif problem:
+                result.problems.append(f"object copy {problem} (copied again by the next object backup)")
+                bad_copies.append(job[1])
+    if bad_copies:
+        with engine.begin() as conn:
+            conn.execute(sa.delete(BackupObjectCopy).where(BackupObjectCopy.sha256.in_(bad_copies)))
+        result.copies_to_repair = len(bad_copies)
     if corrupt:
         with engine.begin() as conn:
             for backup_id, problem in corrupt.items():
@@ -111,4 +135,32 @@ def verify_backups(
                         status="corrupt", error=f"verification {datetime.now(UTC):%Y-%m-%d}: {problem}"[:2000]
                     )
                 )
+    with engine.connect() as conn:
+        result.days_without_verified_dump = days_without_verified_dump(conn)
+    for day_text in result.days_without_verified_dump:
+        result.problems.append(f"database backups of {day_text}: none verified (all failed or corrupt)")
     return result
+
+
+def days_without_verified_dump(conn: sa.Connection) -> list[str]:
+    """Days that have database backups, none running or verified: a restore of that day has nothing."""
+    rows = conn.execute(
+        sa.select(Backup.backup_date)
+        .where(Backup.kind == "database", Backup.status != "expired")
+        .group_by(Backup.backup_date)
+        .having(sa.func.count().filter(Backup.status.in_(("verified", "running"))) == 0)
+        .order_by(Backup.backup_date)
+    ).all()
+    return [d.isoformat() for (d,) in rows]
+
+
+def corrupt_dump_to_replace(conn: sa.Connection) -> int | None:
+    """The id of the newest finished database backup if verification found it corrupt (and no dump has
+    been verified since), so a fresh dump can be taken the same day; else None."""
+    newest = conn.execute(
+        sa.select(Backup.id, Backup.status)
+        .where(Backup.kind == "database", Backup.status.not_in(("running", "expired", "failed")))
+        .order_by(Backup.id.desc())
+        .limit(1)
+    ).first()
+    return int(newest.id) if newest is not None and newest.status == "corrupt" else None

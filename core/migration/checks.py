@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from core.catalog.models import ObjectReference, QuarantineRecord, StoredObject
 from core.migration.references import is_reference
 from core.migration.scan import UnreadableRow, iter_batches, parse_row, validate_source
-from core.objectstore.base import ObjectStore
-from core.objectstore.retry import retry_transient
+from core.objectstore.base import ObjectStore, TransientStorageError
+from core.objectstore.retry import StoreUnavailable, retry_transient
 from core.sources import BlobSource
 
 MB = 1024 * 1024
@@ -69,10 +69,16 @@ class ReferenceReport:
     mismatched: list[str] = field(default_factory=list)
     reread: int = 0
     reread_failed: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)  # the store kept failing: not known to be wrong
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.mismatched or self.reread_failed)
+        return not (self.missing or self.mismatched or self.reread_failed or self.unreachable)
+
+    @property
+    def wrong(self) -> bool:
+        """An object is missing or holds other bytes (as opposed to: the store could not be reached)."""
+        return bool(self.missing or self.mismatched or self.reread_failed)
 
 
 def verify_references(
@@ -105,7 +111,10 @@ def verify_references(
 
     def head(item: tuple[str, str, int]) -> tuple[str, str | None]:
         key, sha256, size = item
-        info = retry_transient(lambda: store.head(key))
+        try:
+            info = retry_transient(lambda: store.head(key))
+        except (StoreUnavailable, TransientStorageError) as exc:
+            return key, f"unreachable: {exc}"
         if info is None:
             return key, "missing"
         if info.size != size or info.sha256 != sha256.strip():
@@ -116,12 +125,17 @@ def verify_references(
         for key, problem in pool.map(head, objects):
             if problem == "missing":
                 report.missing.append(key)
+            elif problem and problem.startswith("unreachable: "):
+                report.unreachable.append(f"{key}: {problem}")
             elif problem:
                 report.mismatched.append(f"{key}: {problem}")
     for key, sha256, _size in random.sample(objects, min(sample, len(objects))):
         report.reread += 1
-        if not retry_transient(lambda k=key, s=sha256: store.verify(k, s.strip())):
-            report.reread_failed.append(key)
+        try:
+            if not retry_transient(lambda k=key, s=sha256: store.verify(k, s.strip())):
+                report.reread_failed.append(key)
+        except (StoreUnavailable, TransientStorageError) as exc:
+            report.unreachable.append(f"{key}: unreachable: {exc}")
     return report
 
 

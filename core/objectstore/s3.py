@@ -9,12 +9,16 @@ damaged in transit.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from http.client import HTTPException
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import (
@@ -25,6 +29,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from urllib3.exceptions import HTTPError as URLLib3HTTPError
 
 from core.keys import validate_key, validate_prefix
 from core.objectstore.base import (
@@ -36,8 +41,16 @@ from core.objectstore.base import (
     TransientStorageError,
     sha256_file,
 )
+from core.objectstore.retry import RetryPolicy, StoreRetry, StoreStats, fault_kind
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
+
+#: Files above this go up as multipart uploads, in parts of MULTIPART_PART_SIZE, MULTIPART_WORKERS at once.
+MULTIPART_THRESHOLD = 8 * 1024 * 1024  # as s3transfer
+MULTIPART_PART_SIZE = 8 * 1024 * 1024
+MULTIPART_WORKERS = 4
 
 #: SigV4 presigned URLs cannot live longer than seven days.
 MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600
@@ -64,7 +77,17 @@ _TRANSIENT_CODES = frozenset(
     }
 )
 _CHECKSUM_CODES = frozenset({"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"})
-_TRANSIENT_EXCEPTIONS = (BotoConnectionError, HTTPClientError, IncompleteReadError, ResponseStreamingError)
+_TRANSIENT_EXCEPTIONS = (
+    BotoConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+    ResponseStreamingError,
+    # A body read goes straight to urllib3/http.client: a reset or stall mid-body surfaces as these.
+    URLLib3HTTPError,
+    HTTPException,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 def _map_error(exc: BaseException, action: str, key: str) -> ObjectStoreError:
@@ -92,6 +115,8 @@ def _map_error(exc: BaseException, action: str, key: str) -> ObjectStoreError:
         return ObjectStoreError(message)
     if isinstance(exc, _TRANSIENT_EXCEPTIONS):
         return TransientStorageError(f"{action} {key!r} failed: {type(exc).__name__}")
+    if isinstance(exc, ObjectStoreError):
+        return exc
     return ObjectStoreError(f"{action} {key!r} failed: {type(exc).__name__}")
 
 
@@ -99,20 +124,140 @@ def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def disable_sdk_retries(client: Any) -> None:
+    """Switch off botocore's retry handler on `client`, so the store's policy is the only retry layer.
+
+    botocore registers its handler (legacy, standard or adaptive mode alike) under this unique id; without
+    it a failed request is returned at once. Clients built elsewhere (dagster-aws S3Resource with
+    max_attempts=5, a test's boto3.client) thus behave the same.
+    """
+    events = client.meta.events
+    service = client.meta.service_model.service_id.hyphenize()
+    events.unregister(f"needs-retry.{service}", unique_id=f"retry-config-{service}")
+
+
+class _ResumableBody(io.RawIOBase):
+    """A GetObject body that survives a reset or stall mid-body: it re-requests the rest with a Range
+    request (If-Match the first response's ETag, so a replaced object is never spliced), within the
+    store's retry policy. Failures are raised as the store's own errors."""
+
+    def __init__(self, store: S3ObjectStore, key: str) -> None:
+        super().__init__()
+        self._store = store
+        self._key = key
+        self._position = 0
+        self._etag: str | None = None
+        self._length: int | None = None
+        self._body: Any = None
+        self._open()
+
+    def _open(self) -> None:
+        params: dict[str, Any] = {"Bucket": self._store.bucket, "Key": self._store._full(self._key)}
+        if self._position:
+            params["Range"] = f"bytes={self._position}-"
+            if self._etag:
+                params["IfMatch"] = self._etag
+        response = self._store._run("get", self._key, lambda: self._store.client.get_object(**params))
+        if self._etag is None:
+            self._etag = response.get("ETag")
+            self._length = int(response.get("ContentLength", 0))
+        self._body = response["Body"]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        retry = self._store.retry
+        started = retry.clock()
+        attempt = 0
+        while True:
+            try:
+                if self._length is not None and self._position >= self._length:
+                    return b""
+                data = self._body.read() if size is None or size < 0 else self._body.read(size)
+                if self._length is not None and self._position + len(data) > self._length:
+                    raise ObjectStoreError(f"get {self._key!r}: more bytes than the object holds")
+                if not data and self._length is not None and self._position < self._length:
+                    raise IncompleteReadError(actual_bytes=self._position, expected_bytes=self._length)
+                if size is None or size < 0:
+                    # A whole read may have been cut short and raised after consuming; keep reading.
+                    chunks = [data]
+                    self._position += len(data)
+                    while self._length is not None and self._position < self._length:
+                        more = self.read(1 << 20)
+                        if not more:
+                            break
+                        chunks.append(more)
+                    return b"".join(chunks)
+                self._position += len(data)
+                return data
+            except Exception as exc:
+                error = _map_error(exc, "get", self._key) if _is_store_failure(exc) else None
+                if error is None or error is exc:
+                    raise
+                if not isinstance(error, TransientStorageError):
+                    raise error from exc
+                self._close_body()
+                retry.wait(
+                    f"get {self._key!r}", error, attempt, started, fault_kind(exc, error), resumed=True
+                )
+                attempt += 1
+                self._open()
+
+    def _close_body(self) -> None:
+        try:
+            if self._body is not None:
+                self._body.close()
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        self._close_body()
+        super().close()
+
+
+def _is_store_failure(exc: BaseException) -> bool:
+    return isinstance(
+        exc, (ClientError, BotoCoreError, S3UploadFailedError, ObjectStoreError, *_TRANSIENT_EXCEPTIONS)
+    )
+
+
 class S3ObjectStore(ObjectStore):
-    """Object storage in one bucket, optionally under a key prefix shared by every object of this store."""
+    """Object storage in one bucket, optionally under a key prefix shared by every object of this store.
+
+    Every call runs under one retry policy (`policy`), the SDK's retries being switched off; `stats`
+    counts requests, faults and retries for the run's metadata.
+    """
 
     provider = "s3"
+    multipart_threshold = MULTIPART_THRESHOLD
+    part_size = MULTIPART_PART_SIZE
 
-    def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        prefix: str = "",
+        *,
+        policy: RetryPolicy | None = None,
+        stats: StoreStats | None = None,
+    ) -> None:
         if not bucket:
             raise ValueError("S3ObjectStore needs a bucket name")
         prefix = prefix.strip("/")
         if prefix:
             validate_key(prefix)
+        disable_sdk_retries(client)
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
+        self.stats = stats or StoreStats()
+        self.retry = StoreRetry(policy or RetryPolicy(), self.stats)
 
     def __repr__(self) -> str:  # the client holds credentials; never let it into a repr
         return f"S3ObjectStore(bucket={self.bucket!r}, prefix={self.prefix!r})"
@@ -123,6 +268,16 @@ class S3ObjectStore(ObjectStore):
     def _strip(self, full_key: str) -> str:
         return full_key[len(self.prefix) + 1 :] if self.prefix else full_key
 
+    def _run(self, action: str, key: str, fn: Callable[[], T]) -> T:
+        """One request under the retry policy; errors come out as the store's own."""
+
+        def classify(exc: BaseException) -> ObjectStoreError:
+            if _is_store_failure(exc):
+                return _map_error(exc, action, key)
+            raise exc
+
+        return self.retry.call(f"{action} {key!r}", fn, classify)
+
     # -- writes -----------------------------------------------------------------------------------------
 
     def put_bytes(self, key: str, data: bytes, *, sha256: str, content_type: str) -> ObjectInfo:
@@ -131,25 +286,28 @@ class S3ObjectStore(ObjectStore):
         actual = digest.hex()
         if actual != sha256.lower():
             raise ChecksumMismatch(f"refusing to store {key!r}: data hashes to {actual}, not {sha256}")
-        try:
-            self.client.put_object(
+        self._run(
+            "put",
+            key,
+            lambda: self.client.put_object(
                 Bucket=self.bucket,
                 Key=self._full(key),
                 Body=data,
                 ContentType=content_type,
                 Metadata={"sha256": actual},
                 ChecksumSHA256=base64.b64encode(digest).decode("ascii"),
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise _map_error(exc, "put", key) from exc
+            ),
+        )
         # PutObject does not return LastModified; the client clock is close enough and saves a HEAD.
         return ObjectInfo(key, len(data), actual, content_type, datetime.now(UTC))
 
     def put_file(self, key: str, path: Path, *, sha256: str, content_type: str) -> ObjectInfo:
-        """Hash the file first (refusing a mismatch before any upload), then stream it with s3transfer.
+        """Hash the file first (refusing a mismatch before any upload), then stream it up.
 
-        Large files go up as a multipart upload, whose parts the SDK checksums; because the file is read
-        twice, a change between hashing and uploading is detected by its size/mtime and the object removed.
+        Up to MULTIPART_THRESHOLD in one PutObject (SHA-256 checked by the server); larger files as a
+        multipart upload whose parts go up in parallel, each part one request under the retry policy (a
+        failed part is sent again, not the whole file). Because the file is read twice, a change between
+        hashing and uploading is detected by its size/mtime and the object removed.
         """
         validate_key(key)
         path = Path(path)
@@ -157,49 +315,94 @@ class S3ObjectStore(ObjectStore):
         actual = sha256_file(path)
         if actual != sha256.lower():
             raise ChecksumMismatch(f"refusing to store {key!r}: file hashes to {actual}, not {sha256}")
-        full_key = self._full(key)
-        try:
-            self.client.upload_file(
-                str(path),
-                self.bucket,
-                full_key,
-                ExtraArgs={"Metadata": {"sha256": actual}, "ContentType": content_type},
-            )
-        except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
-            raise _map_error(exc, "put", key) from exc
+        if before.st_size <= self.multipart_threshold:
+            digest = base64.b64encode(bytes.fromhex(actual)).decode("ascii")
+
+            def put_once() -> Any:
+                with path.open("rb") as body:
+                    return self.client.put_object(
+                        Bucket=self.bucket,
+                        Key=self._full(key),
+                        Body=body,
+                        ContentType=content_type,
+                        Metadata={"sha256": actual},
+                        ChecksumSHA256=digest,
+                    )
+
+            self._run("put", key, put_once)
+        else:
+            self._put_multipart(key, path, before.st_size, actual, content_type)
         after = path.stat()
         if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
             self.delete_keys([key])
             raise ChecksumMismatch(f"{path.name} changed while it was uploaded to {key!r}; upload removed")
         return ObjectInfo(key, before.st_size, actual, content_type, datetime.now(UTC))
 
+    def _put_multipart(self, key: str, path: Path, size: int, sha256: str, content_type: str) -> None:
+        full_key = self._full(key)
+        upload_id = self._run(
+            "put",
+            key,
+            lambda: self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=full_key, ContentType=content_type, Metadata={"sha256": sha256}
+            ),
+        )["UploadId"]
+
+        def part(number: int) -> dict[str, Any]:
+            offset = (number - 1) * self.part_size
+
+            def send() -> Any:
+                with path.open("rb") as handle:
+                    handle.seek(offset)
+                    data = handle.read(self.part_size)
+                md5 = hashlib.md5(data, usedforsecurity=False).digest()
+                return self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=full_key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=data,
+                    ContentMD5=base64.b64encode(md5).decode("ascii"),
+                )
+
+            return {"PartNumber": number, "ETag": self._run("put", f"{key} part {number}", send)["ETag"]}
+
+        count = max(1, -(-size // self.part_size))
+        try:
+            with ThreadPoolExecutor(MULTIPART_WORKERS) as pool:
+                parts = list(pool.map(part, range(1, count + 1)))
+            self._run(
+                "put",
+                key,
+                lambda: self.client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=full_key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                ),
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload_id)
+            raise
+
     # -- reads ------------------------------------------------------------------------------------------
 
     def open_stream(self, key: str) -> BinaryIO:
+        """A stream that resumes after a reset mid-body (Range request from the last byte received)."""
         validate_key(key)
-        try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._full(key))
-        except (ClientError, BotoCoreError) as exc:
-            raise _map_error(exc, "get", key) from exc
-        body: BinaryIO = response["Body"]
-        return body
+        return io.BufferedReader(_ResumableBody(self, key), buffer_size=1 << 20)  # type: ignore[return-value]
 
     def get_bytes(self, key: str) -> bytes:
-        with self.open_stream(key) as body:
-            try:
-                return body.read()
-            except (ClientError, BotoCoreError) as exc:
-                raise _map_error(exc, "get", key) from exc
+        validate_key(key)
+        with _ResumableBody(self, key) as body:
+            return body.read()
 
     def head(self, key: str) -> ObjectInfo | None:
         validate_key(key)
         try:
-            response = self.client.head_object(Bucket=self.bucket, Key=self._full(key))
-        except (ClientError, BotoCoreError) as exc:
-            error = _map_error(exc, "head", key)
-            if isinstance(error, ObjectNotFound):
-                return None
-            raise error from exc
+            response = self._run(
+                "head", key, lambda: self.client.head_object(Bucket=self.bucket, Key=self._full(key))
+            )
+        except ObjectNotFound:
+            return None
         metadata = {name.lower(): value for name, value in (response.get("Metadata") or {}).items()}
         return ObjectInfo(
             key=key,
@@ -210,7 +413,8 @@ class S3ObjectStore(ObjectStore):
         )
 
     def list_objects(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
-        """Validated eagerly; pages are fetched lazily. Listings carry no metadata, so sha256 is None."""
+        """Validated eagerly; pages are fetched lazily, each page under the retry policy. Listings carry
+        no metadata, so sha256 is None."""
         validate_prefix(prefix)
         if start_after is not None:
             validate_prefix(start_after)
@@ -220,26 +424,28 @@ class S3ObjectStore(ObjectStore):
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._full(prefix)}
         if start_after is not None:
             params["StartAfter"] = self._full(start_after)
-        pages = self.client.get_paginator("list_objects_v2").paginate(**params)
-        try:
-            for page in pages:
-                for item in page.get("Contents", []):
-                    key = self._strip(item["Key"])
-                    try:
-                        validate_key(key)
-                    except ValueError:
-                        # Written behind the store's back; every other method would refuse it anyway.
-                        logger.warning("skipping object with an invalid key in listing: %r", key[:200])
-                        continue
-                    yield ObjectInfo(
-                        key=key,
-                        size=int(item["Size"]),
-                        sha256=None,
-                        content_type=None,
-                        last_modified=_as_utc(item["LastModified"]),
-                    )
-        except (ClientError, BotoCoreError) as exc:
-            raise _map_error(exc, "list", prefix) from exc
+        while True:
+            page = self._run("list", prefix, lambda p=dict(params): self.client.list_objects_v2(**p))
+            for item in page.get("Contents", []):
+                key = self._strip(item["Key"])
+                try:
+                    validate_key(key)
+                except ValueError:
+                    # Written behind the store's back; every other method would refuse it anyway.
+                    logger.warning("skipping object with an invalid key in listing: %r", key[:200])
+                    continue
+                yield ObjectInfo(
+                    key=key,
+                    size=int(item["Size"]),
+                    sha256=None,
+                    content_type=None,
+                    last_modified=_as_utc(item["LastModified"]),
+                )
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            params.pop("StartAfter", None)
+            params["ContinuationToken"] = token
 
     # -- deletes ----------------------------------------------------------------------------------------
 
@@ -247,13 +453,14 @@ class S3ObjectStore(ObjectStore):
         for key in batch:  # refuse the whole batch before deleting any of it
             validate_key(key)
         unique = list(dict.fromkeys(batch))
-        try:
-            response = self.client.delete_objects(
+        response = self._run(
+            "delete",
+            f"{unique[0]} (+{len(unique) - 1} more)",
+            lambda: self.client.delete_objects(
                 Bucket=self.bucket,
                 Delete={"Objects": [{"Key": self._full(key)} for key in unique], "Quiet": True},
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise _map_error(exc, "delete", f"{unique[0]} (+{len(unique) - 1} more)") from exc
+            ),
+        )
         errors: list[tuple[str, str]] = []
         for error in response.get("Errors", []):
             code = str(error.get("Code", "Unknown"))

@@ -3,6 +3,8 @@
     python -m tests.support.migration_worker <database_url> <objects_root> [<event> <count>]
 
 MIGRATION_STREAM_ABOVE=<bytes> sets the size above which rows are read in slices (0: every row).
+MIGRATION_S3_ENDPOINT and MIGRATION_S3_BUCKET store objects in S3 at that endpoint (a fault proxy in the
+tests) instead of the local folder; the process prints its store's request/fault counts as one JSON line.
 
 The process kills itself with SIGKILL (no cleanup, no finally blocks, like `kill -9` or an OOM kill)
 the `count`-th time the engine reports `event` (object_stored, row_updated, row_committed, batch_done).
@@ -10,6 +12,7 @@ the `count`-th time the engine reports `event` (object_stored, row_updated, row_
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -37,7 +40,13 @@ def main(argv: list[str]) -> int:
             if seen == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    store = LocalObjectStore(root, signing_secret="s")
+    endpoint = os.environ.get("MIGRATION_S3_ENDPOINT")
+    if endpoint:
+        from tests.support.faults import flaky_s3_store
+
+        store = flaky_s3_store(endpoint, os.environ["MIGRATION_S3_BUCKET"])
+    else:
+        store = LocalObjectStore(root, signing_secret="s")
     settings = MigrationSettings(
         batch_rows=2,
         batch_bytes=8192,
@@ -47,6 +56,9 @@ def main(argv: list[str]) -> int:
     )
     for source in load_sources_config().sources:
         migrate_source(get_engine(url), store, source, settings=settings, on_event=hook)
+    stats = getattr(store, "stats", None)
+    if stats is not None:
+        print(json.dumps({"store": stats.counts()}), flush=True)
     return 0
 
 
