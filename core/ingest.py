@@ -144,8 +144,14 @@ def upsert_reference(
     source_table: str,
     source_pk: str,
     json_path: str = "",
+    source_schema: str = "",
+    source_column: str = "",
 ) -> int:
-    """Record that this place refers to `object_id` (every owner's reference is kept)."""
+    """Record that this place refers to `object_id` (every owner's reference is kept).
+
+    A place is (source, schema, table, column, primary key, JSON path): two sources on one table or
+    same-named tables in two schemas are different places. Schema and column stay "" for places that
+    are not a column of the app's tables (uploads, generated documents)."""
     stmt = (
         insert(ObjectReference)
         .values(
@@ -153,7 +159,9 @@ def upsert_reference(
             owner_id=owner_id,
             origin=origin,
             source_name=source_name,
+            source_schema=source_schema,
             source_table=source_table,
+            source_column=source_column,
             source_pk=source_pk,
             json_path=json_path,
         )
@@ -178,11 +186,16 @@ def record_quarantine(
     sha256: str | None = None,
     size_bytes: int | None = None,
     run_id: str | None = None,
+    source_schema: str = "",
+    source_column: str = "",
 ) -> None:
-    """Say which input was refused and why; a rerun updates the record instead of duplicating it."""
+    """Say which input was refused and why; a rerun updates the record instead of duplicating it.
+    Identified like a reference (see upsert_reference)."""
     values = {
         "source_name": source_name,
+        "source_schema": source_schema,
         "source_table": source_table,
+        "source_column": source_column,
         "source_pk": source_pk,
         "json_path": json_path,
         "reason_code": reason_code,

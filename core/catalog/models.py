@@ -1,7 +1,7 @@
 """The platform's catalog: what is stored where, who references it, and what every sweep did.
 
 Content-addressed: one `stored_objects` row per distinct SHA-256, and one `object_references` row per
-place that points at it (owner + source table/row/JSON path), so identical content is stored once while
+place that points at it, so identical content is stored once while
 every owner's reference is kept. The schema is owned by Alembic (`migrations/`); these models mirror it.
 """
 
@@ -31,6 +31,9 @@ class Base(DeclarativeBase):
 
 
 TZ = sa.DateTime(timezone=True)
+
+#: What identifies a place holding an object (a reference) or a refused input (a quarantine record).
+IDENTITY_COLUMNS = ("source_name", "source_schema", "source_table", "source_column", "source_pk", "json_path")
 NOW = sa.text("now()")
 
 
@@ -74,8 +77,13 @@ class ObjectReference(Base):
     object_id: Mapped[int] = mapped_column(sa.ForeignKey("stored_objects.id"), index=True)
     owner_id: Mapped[str] = mapped_column(sa.Text, index=True)
     origin: Mapped[str] = mapped_column(sa.Text)  # migration | upload | document
-    source_name: Mapped[str] = mapped_column(sa.Text)  # configured source or "uploads"
+    # The place's identity (unique together): the configured source (or "uploads", "gdpr_exports"), the
+    # app's schema, table, column and primary key, and the JSON path inside the column ("" for all of
+    # it). Schema and column are "" for places that are not a column of the app's tables (uploads).
+    source_name: Mapped[str] = mapped_column(sa.Text)
+    source_schema: Mapped[str] = mapped_column(sa.Text, server_default="")
     source_table: Mapped[str] = mapped_column(sa.Text)
+    source_column: Mapped[str] = mapped_column(sa.Text, server_default="")
     source_pk: Mapped[str] = mapped_column(sa.Text)
     json_path: Mapped[str] = mapped_column(sa.Text, server_default="")
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
@@ -84,7 +92,7 @@ class ObjectReference(Base):
     released_at: Mapped[datetime | None] = mapped_column(TZ)  # the reference no longer holds the object
 
     __table_args__ = (
-        sa.UniqueConstraint("source_table", "source_pk", "json_path", name="uq_object_references_origin"),
+        sa.UniqueConstraint(*IDENTITY_COLUMNS, name="uq_object_references_origin"),
         sa.Index("ix_object_references_live", "object_id", postgresql_where=sa.text("released_at IS NULL")),
         # the usage snapshot groups live references per (object, owner) by reading this index in order
         # (index-only: the liveness columns are included) instead of hashing a million references
@@ -158,8 +166,10 @@ class QuarantineRecord(Base):
     __tablename__ = "quarantine"
 
     id: Mapped[int] = mapped_column(sa.BigInteger, sa.Identity(), primary_key=True)
-    source_name: Mapped[str] = mapped_column(sa.Text)
+    source_name: Mapped[str] = mapped_column(sa.Text)  # identity as in ObjectReference
+    source_schema: Mapped[str] = mapped_column(sa.Text, server_default="")
     source_table: Mapped[str] = mapped_column(sa.Text)
+    source_column: Mapped[str] = mapped_column(sa.Text, server_default="")
     source_pk: Mapped[str] = mapped_column(sa.Text)
     json_path: Mapped[str] = mapped_column(sa.Text, server_default="")
     reason_code: Mapped[str] = mapped_column(sa.Text)
@@ -169,9 +179,7 @@ class QuarantineRecord(Base):
     run_id: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
 
-    __table_args__ = (
-        sa.UniqueConstraint("source_table", "source_pk", "json_path", name="uq_quarantine_origin"),
-    )
+    __table_args__ = (sa.UniqueConstraint(*IDENTITY_COLUMNS, name="uq_quarantine_origin"),)
 
 
 class MigrationProgress(Base):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from core.catalog.models import ObjectReference, QuarantineRecord, StoredObject
-from core.migration.references import is_reference
+from core.migration.references import is_reference, quarantine_of, references_of
 from core.migration.scan import UnreadableRow, iter_batches, parse_row, validate_source
 from core.objectstore.base import ObjectStore, TransientStorageError
 from core.objectstore.retry import StoreUnavailable, retry_transient
@@ -33,7 +33,7 @@ def base64_left(engine: sa.Engine, source: BlobSource, *, examples: int = 10) ->
             (pk, path)
             for pk, path in conn.execute(
                 sa.select(QuarantineRecord.source_pk, QuarantineRecord.json_path).where(
-                    QuarantineRecord.source_table == source.table
+                    *quarantine_of(source)
                 )
             )
         }
@@ -91,7 +91,7 @@ def verify_references(
             references=int(
                 conn.execute(
                     sa.select(sa.func.count()).where(
-                        ObjectReference.source_name == source.name, ObjectReference.released_at.is_(None)
+                        *references_of(source), ObjectReference.released_at.is_(None)
                     )
                 ).scalar_one()
             )
@@ -101,7 +101,7 @@ def verify_references(
             .where(
                 StoredObject.id.in_(
                     sa.select(ObjectReference.object_id).where(
-                        ObjectReference.source_name == source.name, ObjectReference.released_at.is_(None)
+                        *references_of(source), ObjectReference.released_at.is_(None)
                     )
                 )
             )

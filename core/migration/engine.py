@@ -56,7 +56,7 @@ from core.media_types import (
     inspect_media_parts,
 )
 from core.migration.memory import limit_heap_fragmentation
-from core.migration.references import is_reference, make_reference
+from core.migration.references import is_reference, make_reference, quarantine_of
 from core.migration.scan import SourceRow, UnreadableRow, dump_document, fetch_rows, iter_batches, parse_row
 from core.migration.scan import validate_source as validate_source
 from core.migration.stream import (
@@ -572,8 +572,7 @@ class SourceMigrator:
                         object_id=object_id,
                         owner_id=str(row.owner),
                         origin="migration",
-                        source_name=source.name,
-                        source_table=source.table,
+                        **source.identity,
                         source_pk=pk_text,
                         json_path=item.path,
                     )
@@ -584,7 +583,7 @@ class SourceMigrator:
                     # A value quarantined earlier and since fixed by the app is no longer in quarantine.
                     conn.execute(
                         sa.delete(QuarantineRecord).where(
-                            QuarantineRecord.source_table == source.table,
+                            *quarantine_of(source),
                             QuarantineRecord.source_pk == pk_text,
                             QuarantineRecord.json_path.in_([item.path for item in stored]),
                         )
@@ -592,8 +591,7 @@ class SourceMigrator:
                 for item in refused:
                     record_quarantine(
                         conn,
-                        source_name=source.name,
-                        source_table=source.table,
+                        **source.identity,
                         source_pk=pk_text,
                         json_path=item.path,
                         reason_code=item.code,

@@ -16,6 +16,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import sqlalchemy as sa
+
+from core.catalog.models import ObjectReference, QuarantineRecord
+from core.sources import BlobSource
+
 REFERENCE_PATTERN = re.compile(
     r"(?:media://)?originals/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}\.[a-z0-9]{1,8}|catalog:[0-9]+"
 )
@@ -36,3 +41,14 @@ def make_reference(kind: str, storage_key: str, object_id: int) -> str:
 def is_reference(value: Any) -> bool:
     """True for a value a previous migration wrote (never re-uploaded, never counted as base64)."""
     return isinstance(value, str) and len(value) < 200 and REFERENCE_PATTERN.fullmatch(value) is not None
+
+
+def references_of(source: BlobSource) -> list[sa.ColumnElement[bool]]:
+    """WHERE clauses for the catalog references this source made: its whole identity, not just its table
+    (two sources on one table, or same-named tables in two schemas, are different places)."""
+    return [getattr(ObjectReference, column) == value for column, value in source.identity.items()]
+
+
+def quarantine_of(source: BlobSource) -> list[sa.ColumnElement[bool]]:
+    """WHERE clauses for the quarantine records of this source (same identity as references_of)."""
+    return [getattr(QuarantineRecord, column) == value for column, value in source.identity.items()]

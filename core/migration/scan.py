@@ -38,12 +38,16 @@ def _q(name: str) -> str:
 
 
 def column_types(conn: sa.Connection, source: BlobSource) -> dict[str, str]:
+    return _types_of(conn, source.qualified_table)
+
+
+def _types_of(conn: sa.Connection, qualified_table: str) -> dict[str, str]:
     rows = conn.execute(
         sa.text(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
             "WHERE a.attrelid = to_regclass(:rel) AND a.attnum > 0 AND NOT a.attisdropped"
         ),
-        {"rel": f"{source.qualified_table}"},
+        {"rel": qualified_table},
     )
     return {name: kind for name, kind in rows}
 
@@ -53,14 +57,17 @@ def validate_source(conn: sa.Connection, source: BlobSource, declared_mime_colum
 
     Returns the primary key's SQL type (used to cast the persisted keyset position back).
     """
+    join = source.owner_join
     for what, value in (
         ("schema", source.schema),
         ("table", source.table),
         ("primary_key", source.primary_key),
         ("owner_column", source.owner_column),
         ("column", source.column),
+        ("owner_join.via", join.via if join else None),
     ):
-        plain_identifier(value, f"source {source.name!r}: {what}")
+        if value is not None:
+            plain_identifier(value, f"source {source.name!r}: {what}")
     where = f"source {source.name!r}"
     exists = conn.execute(sa.text("SELECT to_regclass(:rel)"), {"rel": source.qualified_table}).scalar()
     if exists is None:
@@ -68,7 +75,13 @@ def validate_source(conn: sa.Connection, source: BlobSource, declared_mime_colum
     types = column_types(conn, source)
     if declared_mime_column:
         plain_identifier(declared_mime_column, f"source {source.name!r}: declared type column")
-    wanted_columns = (source.primary_key, source.owner_column, source.column, declared_mime_column)
+    wanted_columns = (
+        source.primary_key,
+        source.owner_column,
+        join.via if join else None,
+        source.column,
+        declared_mime_column,
+    )
     missing = [c for c in wanted_columns if c and c not in types]
     if missing:
         raise SourceConfigError(
@@ -82,7 +95,26 @@ def validate_source(conn: sa.Connection, source: BlobSource, declared_mime_colum
             f"{where}: column {source.table}.{source.column} is {types[source.column]}, but format "
             f"{source.format!r} needs {' or '.join(sorted(wanted))}"
         )
+    if join is not None:
+        _validate_owner_join(conn, source)
     return types[source.primary_key]
+
+
+def _validate_owner_join(conn: sa.Connection, source: BlobSource) -> None:
+    """The parent table and its key and owner columns exist (named in the error if not)."""
+    join = source.owner_join
+    assert join is not None
+    schema = join.db_schema or source.schema
+    where = f"source {source.name!r}: owner_join"
+    parent = f'"{schema}"."{join.table}"'
+    if conn.execute(sa.text("SELECT to_regclass(:rel)"), {"rel": parent}).scalar() is None:
+        raise SourceConfigError(f"{where}: table {schema}.{join.table} does not exist")
+    types = _types_of(conn, parent)
+    missing = [c for c in (join.key, join.column) if c not in types]
+    if missing:
+        raise SourceConfigError(
+            f"{where}: column(s) {', '.join(f'{schema}.{join.table}.{c}' for c in missing)} do not exist"
+        )
 
 
 def _size_expr(source: BlobSource) -> str:
@@ -104,7 +136,7 @@ def _row_columns(source: BlobSource, declared_mime_column: str | None, stream_ab
         size = f"coalesce({_size_expr(source)}, 0)"
         value = f"CASE WHEN {size} <= {int(stream_above)} THEN {_value_expr(source)} END"
         streamed = f"{size} > {int(stream_above)}"
-    return f"{_q(source.primary_key)}, {_q(source.owner_column)}, xmin::text, {value}, {declared}, {streamed}"
+    return f"{_q(source.primary_key)}, {source.owner_sql('s')}, s.xmin::text, {value}, {declared}, {streamed}"
 
 
 def _to_row(r: Any) -> SourceRow:
@@ -124,7 +156,7 @@ def fetch_rows(
     columns = _row_columns(source, declared_mime_column, stream_above)
     pk = _q(source.primary_key)
     sql = sa.text(
-        f"SELECT {columns} FROM {source.qualified_table} "
+        f"SELECT {columns} FROM {source.qualified_table} s "
         f"WHERE {pk} = ANY(CAST(:pks AS {pk_type}[])) ORDER BY {pk}"
     )
     with engine.connect() as conn:
@@ -150,14 +182,16 @@ def iter_batches(
     probe_sql = (
         # The alias matters: ORDER BY a bare output name sorts by the output column, i.e. by the pk as
         # *text* ('10' < '9'), which planned batches over the wrong rows and sizes.
-        f"SELECT {pk}::text AS pk_text, coalesce({_size_expr(source)}, 0) FROM {table} "
+        f"SELECT {pk}::text AS pk_text, coalesce({_size_expr(source)}, 0) FROM {table} s "
         f"{{where}} ORDER BY {pk} LIMIT {PROBE_ROWS}"
     )
     columns = _row_columns(source, declared_mime_column, stream_above)
     fetch_sql = sa.text(
-        f"SELECT {columns} FROM {table} WHERE {keyset} AND {pk} <= CAST(:upto AS {pk_type}) ORDER BY {pk}"
+        f"SELECT {columns} FROM {table} s WHERE {keyset} AND {pk} <= CAST(:upto AS {pk_type}) ORDER BY {pk}"
     )
-    first_sql = sa.text(f"SELECT {columns} FROM {table} WHERE {pk} <= CAST(:upto AS {pk_type}) ORDER BY {pk}")
+    first_sql = sa.text(
+        f"SELECT {columns} FROM {table} s WHERE {pk} <= CAST(:upto AS {pk_type}) ORDER BY {pk}"
+    )
     last = after
     while True:
         with engine.connect() as conn:
