@@ -47,7 +47,7 @@ from core.catalog.models import CATALOG_SCHEMA as C
 from core.objectstore.base import ObjectStore
 from core.objectstore.local import LocalObjectStore
 from core.objectstore.s3 import S3ObjectStore
-from core.retention.policies import ORPHANED_OBJECTS, parse_retention_config
+from core.retention.config import ORPHANED_OBJECTS, parse_retention_config
 from core.retention.sweep import run_sweep
 from core.sources import load_sources_config
 

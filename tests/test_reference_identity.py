@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from core.catalog.db import get_engine, upgrade_catalog
 from core.migration.engine import migrate_source
 from core.objectstore.local import LocalObjectStore
-from core.retention.policies import parse_retention_config
+from core.retention.config import parse_retention_config
 from core.retention.sweep import run_sweep
 from core.sources import parse_sources_config
 from tests.support.migration import jpeg, png

@@ -26,8 +26,9 @@ from core.ingest import StoredBlob, upsert_object, upsert_reference
 from core.keys import build_key, safe_segment
 from core.media_types import MediaInfo
 from core.objectstore.base import ObjectNotFound, ObjectStore
-from core.retention.policies import RetentionConfig
-from core.retention.sweep import PolicyResult, Sweep, SweepReport
+from core.retention import actions
+from core.retention.config import RetentionConfig
+from core.retention.context import PolicyResult, SweepContext, SweepReport
 from core.sources import SourcesConfig
 
 EXPORT_SOURCE = "gdpr_export"
@@ -111,8 +112,8 @@ def export_owner(
                         f"rows/{source.name}.jsonl",
                         _stream(
                             conn,
-                            f"SELECT * FROM {source.qualified_table} WHERE "
-                            f'"{source.owner_column}"::text = :o',
+                            f"SELECT s.* FROM {source.qualified_table} s "
+                            f"WHERE {source.owner_sql('s')}::text = :o",
                             o=owner_id,
                         ),
                     )
@@ -215,12 +216,12 @@ def delete_owner_everywhere(
     Backups are not rewritten: they hold the owner's data until backup retention expires them.
     """
     with engine.connect() as conn:
-        sweep = Sweep(conn, store, sources, config, run_id=run_id, now=now, dry_run=dry_run)
-        sweep.purge()
+        ctx = SweepContext(conn, store, sources, config, run_id=run_id, now=now, dry_run=dry_run)
+        ctx.purge()
         result = PolicyResult(policy=GDPR_DELETE_POLICY, candidates=1)
-        sweep.report.policies[GDPR_DELETE_POLICY] = result
+        ctx.report.policies[GDPR_DELETE_POLICY] = result
         try:
-            sweep.delete_owner(result, owner_id, f"GDPR erasure request for owner {owner_id}")
+            actions.delete_owner(ctx, result, owner_id, f"GDPR erasure request for owner {owner_id}")
         finally:
-            sweep.close()
-        return sweep.report
+            ctx.close()
+        return ctx.report

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.retention.policies import (
+from core.retention.config import (
     ORPHANED_OBJECTS,
     POLICY_ORDER,
     RetentionConfigError,

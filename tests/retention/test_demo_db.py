@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from core.catalog.db import get_engine, upgrade_catalog
 from core.demo.legacy_db import REFERENCE_TIME, generate_legacy_database
-from core.retention.policies import INACTIVE_USERS, SOFT_DELETED_ROWS
+from core.retention.config import INACTIVE_USERS, SOFT_DELETED_ROWS
 from tests.support.retention import audit, local_store, scalar, sweep
 
 

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from core.objectstore.local import LocalObjectStore
-from core.retention.policies import (
+from core.retention.config import (
     ABANDONED_UPLOADS,
     EXPIRED_DOCUMENTS,
     INACTIVE_USERS,
@@ -76,16 +76,17 @@ def test_a_reference_added_after_the_candidate_list_was_made_keeps_the_object(
     engine: sa.Engine, store: LocalObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Check at delete time, not from a stale list: the re-check runs after the rows are locked."""
-    from core.retention import sweep as sweep_module
+    from core.retention import actions
+    from core.retention.context import PolicyResult, SweepContext
 
     object_id, key = add_object(engine, store, "about to be reused")
-    original = sweep_module.Sweep.delete_candidates
+    original = actions.delete_candidates
 
-    def reuse_then_delete(self: sweep_module.Sweep, result: sweep_module.PolicyResult, reason: str) -> None:
+    def reuse_then_delete(ctx: SweepContext, result: PolicyResult, reason: str) -> None:
         add_ref(engine, object_id, "dave", "stories", 9)  # another transaction, committed meanwhile
-        original(self, result, reason)
+        original(ctx, result, reason)
 
-    monkeypatch.setattr(sweep_module.Sweep, "delete_candidates", reuse_then_delete)
+    monkeypatch.setattr(actions, "delete_candidates", reuse_then_delete)
     report = sweep(engine, store, cfg=only(ORPHANED_OBJECTS))
 
     assert report.policies[ORPHANED_OBJECTS].candidates == 1

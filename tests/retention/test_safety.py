@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from core.ingest import StoredBlob, upsert_object, upsert_reference
 from core.objectstore.local import LocalObjectStore
-from core.retention.policies import ORPHANED_OBJECTS
+from core.retention.config import ORPHANED_OBJECTS
 from tests.support.retention import (
     PNG,
     C,

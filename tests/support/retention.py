@@ -3,7 +3,6 @@ and references created through the platform's own ingest path (`core.ingest`).""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +15,7 @@ from core.ingest import store_verified, upsert_object, upsert_reference
 from core.media_types import MediaInfo
 from core.objectstore.base import ObjectStore
 from core.objectstore.local import LocalObjectStore
-from core.retention.policies import RetentionConfig, parse_retention_config
+from core.retention.config import RetentionConfig, parse_retention_config
 from core.retention.sweep import SweepReport, run_sweep
 from core.sources import load_sources_config
 
@@ -133,13 +132,13 @@ def hold(engine: sa.Engine, *, owner: str | None = None, object_id: int | None =
     )
 
 
-def config(**changes: Any) -> RetentionConfig:
-    return dataclasses.replace(parse_retention_config({}), **changes)
+def config(**raw: Any) -> RetentionConfig:
+    """The configuration a retention.yaml holding `raw` gives."""
+    return parse_retention_config(raw)
 
 
-def only(*policies: str, **changes: Any) -> RetentionConfig:
-    base = config(**changes)
-    return dataclasses.replace(base, enabled={name: name in policies for name in base.enabled})
+def only(*policies: str, **raw: Any) -> RetentionConfig:
+    return config(**raw).only(*policies)
 
 
 def sweep(
