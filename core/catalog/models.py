@@ -258,7 +258,7 @@ class RetentionAudit(Base):
     action: Mapped[str] = mapped_column(sa.Text)  # deleted | would_delete | skipped | warned
     target_type: Mapped[str] = mapped_column(
         sa.Text
-    )  # object | variant | upload | reference | owner | backup
+    )  # object | variant | upload | reference | owner | backup | policy (a policy skipped, and why)
     target_id: Mapped[str] = mapped_column(sa.Text)
     storage_key: Mapped[str | None] = mapped_column(sa.Text)
     owner_id: Mapped[str | None] = mapped_column(sa.Text)

@@ -162,21 +162,39 @@ def delete_source_rows(
     Runs inside the caller's transaction (so an owner's rows go all together); a row another table
     still points at raises IntegrityError for the caller to handle.
     """
-    p = {**ctx.params(result.policy, reason), **params, "source_name": source.name}
-    pk, owner = f's."{source.primary_key}"', f's."{source.owner_column}"'
+    # The row holds the places of every source configured on its table (two columns can be two
+    # sources): all of their references go with it, matched on the whole identity but the column.
+    sharing = [
+        other.name
+        for other in ctx.sources.sources
+        if (other.schema, other.table) == (source.schema, source.table)
+    ] or [source.name]
+    p = {
+        **ctx.params(result.policy, reason),
+        **params,
+        "source_name": source.name,
+        "row_table": f"{source.schema}.{source.table}",
+        "src_schema": source.schema,
+        "src_table": source.table,
+        "sharing": sharing,
+    }
+    pk, owner = f's."{source.primary_key}"', source.owner_sql("s")
+    same_place = (
+        "r.source_name = ANY(:sharing) AND r.source_schema = :src_schema AND r.source_table = :src_table "
+        "AND r.source_pk = g.pk"
+    )
     if ctx.dry_run:
         # A row a dry run already counted (e.g. by the row policy, then by its owner's deletion) once.
         gone = f"""SELECT {pk}::text AS pk, {owner}::text AS owner FROM {source.qualified_table} s
                    WHERE ({where}) AND NOT EXISTS (SELECT 1 FROM _rt_gone_rows x
-                                                 WHERE x.source = :source_name AND x.pk = {pk}::text)"""
-        rel = f"""SELECT r.id, r.object_id FROM {C}.object_references r JOIN gone g
-                  ON r.source_name = :source_name AND r.source_pk = g.pk
+                                                 WHERE x.source = :row_table AND x.pk = {pk}::text)"""
+        rel = f"""SELECT r.id, r.object_id FROM {C}.object_references r JOIN gone g ON {same_place}
                   WHERE r.released_at IS NULL"""
     else:
         gone = f"""DELETE FROM {source.qualified_table} s WHERE {where}
                    RETURNING {pk}::text AS pk, {owner}::text AS owner"""
         rel = f"""UPDATE {C}.object_references r SET released_at = :now FROM gone g
-                  WHERE r.source_name = :source_name AND r.source_pk = g.pk AND r.released_at IS NULL
+                  WHERE {same_place} AND r.released_at IS NULL
                   RETURNING r.id, r.object_id"""
     rows, refs = ctx.exec(
         f"""WITH gone AS ({gone}),
@@ -189,7 +207,7 @@ def delete_source_rows(
             x AS (INSERT INTO _rt_released SELECT id FROM rel ON CONFLICT DO NOTHING),
             c AS (INSERT INTO _rt_cand (object_id) SELECT DISTINCT object_id FROM rel ON CONFLICT DO
                 NOTHING),
-            gr AS (INSERT INTO _rt_gone_rows SELECT :source_name, pk FROM gone ON CONFLICT DO NOTHING)
+            gr AS (INSERT INTO _rt_gone_rows SELECT :row_table, pk FROM gone ON CONFLICT DO NOTHING)
             SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM rel)""",
         **p,
     ).one()
@@ -220,7 +238,7 @@ def delete_owner(ctx: SweepContext, result: PolicyResult, owner_id: str, reason:
                         ctx,
                         result,
                         source,
-                        f's."{source.owner_column}"::text = :owner',
+                        f"{source.owner_sql('s')}::text = :owner",
                         reason,
                         owner=owner_id,
                     )

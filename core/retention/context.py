@@ -67,7 +67,7 @@ TEMP_TABLES = {
     "_rt_gone_variants": "variant_id bigint PRIMARY KEY",
     "_rt_cand": "object_id bigint PRIMARY KEY, outcome text",
     "_rt_locked": "object_id bigint PRIMARY KEY",
-    "_rt_gone_rows": "source text, pk text, PRIMARY KEY (source, pk)",
+    "_rt_gone_rows": "source text, pk text, PRIMARY KEY (source, pk)",  # source: "schema.table"
 }
 
 
@@ -120,7 +120,7 @@ class SweepReport:
         ]
         for name, p in self.policies.items():
             why = ", ".join(f"{reason}: {n}" for reason, n in sorted(p.skipped.items())) or "-"
-            enabled = "yes" if p.enabled else f"no ({p.note})"
+            enabled = ("yes" + (f" ({p.note})" if p.note else "")) if p.enabled else f"no ({p.note})"
             lines.append(
                 f"| {name} | {enabled} | {p.candidates} | {p.deleted} | {p.bytes_reclaimed} | "
                 f"{p.counts['rows_deleted']} | {p.counts['references_released']} | {why} |"

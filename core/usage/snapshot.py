@@ -213,9 +213,9 @@ def _insert_database_usage(
         conn.execute(
             sa.text(f"""
                 INSERT INTO {C}.usage_snapshots (snapshot_date, owner_id, kind, location, bytes, object_count)
-                SELECT :day, coalesce("{source.owner_column}"::text, :unowned), :kind, 'database',
+                SELECT :day, coalesce({source.owner_sql("s")}::text, :unowned), :kind, 'database',
                        sum(octet_length({column})), count(*)
-                FROM {source.qualified_table}
+                FROM {source.qualified_table} s
                 WHERE "{source.column}" IS NOT NULL
                 GROUP BY 2"""),
             {**params, "kind": source.name},

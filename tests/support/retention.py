@@ -83,14 +83,20 @@ def add_ref(
     expires: datetime | None = None,
     origin: str = "migration",
 ) -> int:
+    configured = {s.name: s for s in load_sources_config().sources}
+    # A configured source's references carry its whole identity, as the migration writes them.
+    identity = (
+        configured[source].identity
+        if source in configured
+        else {"source_name": source, "source_table": source}
+    )
     with engine.begin() as conn:
         ref_id = upsert_reference(
             conn,
             object_id=object_id,
             owner_id=owner,
             origin=origin,
-            source_name=source,
-            source_table=source,
+            **identity,
             source_pk=str(pk),
             json_path=json_path,
         )

@@ -4,7 +4,7 @@ least `min_warning_days` before, they are deleted everywhere."""
 from __future__ import annotations
 
 from core.retention import actions
-from core.retention.config import months_before
+from core.retention.config import INACTIVE_USERS, months_before
 from core.retention.context import C, PolicyResult, SweepContext, owner_held
 
 
@@ -12,6 +12,20 @@ def run(ctx: SweepContext, result: PolicyResult) -> None:
     owners = ctx.sources.owners
     if not ctx.table_exists(owners.schema, owners.table):
         result.note = f"owners table {owners.table} missing"
+        return
+    if owners.last_active_column is None:
+        # Inactivity is never guessed (e.g. from when the owner was created): the policy is off, and says so.
+        result.note = (
+            f"{INACTIVE_USERS} skipped: no last-activity column (owners.last_active_column) on "
+            f"{owners.schema}.{owners.table}"
+        )
+        ctx.exec(
+            f"""INSERT INTO {C}.retention_audit
+                  (run_id, policy, action, target_type, target_id, reason, dry_run, created_at)
+                VALUES (:run, :policy, 'skipped', 'policy', :policy, :reason, :dry, :now)""",
+            **ctx.params(result.policy, result.note),
+        )
+        ctx.conn.commit()
         return
     warn_cutoff = months_before(ctx.now, ctx.config.warn_after_months)
     delete_cutoff = months_before(ctx.now, ctx.config.delete_after_months)

@@ -21,7 +21,7 @@ def run(ctx: SweepContext, result: PolicyResult) -> None:
             result.note = (result.note + f" {source.name}: table missing;").strip()
             continue
         soft = f's."{source.soft_delete_column}" < :cutoff'
-        held = owner_held(f's."{source.owner_column}"::text')
+        held = owner_held(f"{source.owner_sql('s')}::text")
         table = source.qualified_table
         total, n_held = ctx.exec(
             f"SELECT count(*), count(*) FILTER (WHERE {held}) FROM {table} s WHERE {soft}", cutoff=cutoff
