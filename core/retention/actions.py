@@ -248,6 +248,7 @@ def delete_owner(ctx: SweepContext, result: PolicyResult, owner_id: str, reason:
         if len(failed) == len(pending):
             raise RuntimeError(f"cannot delete rows of owner {owner_id!r}: {'; '.join(errors)}")
         pending = failed
+    delete_parent_rows(ctx, result, owner_id, reason)
     # Whatever else the catalog holds for this owner (uploads, documents, exports).
     release_refs_in_tx(ctx, result, "r.owner_id = :owner", reason, owner=owner_id)
     ctx.exec(
@@ -275,6 +276,44 @@ def delete_owner(ctx: SweepContext, result: PolicyResult, owner_id: str, reason:
         # The owner's catalog references go too; other owners' references to shared objects stay.
         ctx.exec(f"DELETE FROM {C}.object_references WHERE owner_id = :owner", owner=owner_id)
         ctx.conn.commit()
+
+
+def delete_parent_rows(ctx: SweepContext, result: PolicyResult, owner_id: str, reason: str) -> None:
+    """The owner's parent rows that sources find their owner through (e.g. albums.owner_email), once the
+    blob rows pointing at them are gone: they are the owner's rows too. One another table still points
+    at stops the owner's deletion (RuntimeError, rolled back by the caller)."""
+    parents: dict[tuple[str, str], tuple[str, str]] = {}
+    for source in ctx.sources.sources:
+        join = source.owner_join
+        if join is not None:
+            parents[(join.db_schema or source.schema, join.table)] = (join.key, join.column)
+    for (schema, table), (key, column) in parents.items():
+        if not ctx.table_exists(schema, table):
+            continue
+        qualified, match = f'"{schema}"."{table}"', f'"{column}"::text = :owner'
+        params = {**ctx.params(result.policy, reason), "owner": owner_id, "label": f"{schema}.{table}:"}
+        gone = (
+            f'SELECT "{key}"::text AS pk FROM {qualified} WHERE {match}'
+            if ctx.dry_run
+            else f'DELETE FROM {qualified} WHERE {match} RETURNING "{key}"::text AS pk'
+        )
+        try:
+            with ctx.savepoint():
+                n = ctx.exec(
+                    f"""WITH gone AS ({gone}),
+                        a AS (INSERT INTO {C}.retention_audit
+                                (run_id, policy, action, target_type, target_id, owner_id, reason, dry_run,
+                                 created_at)
+                              SELECT :run, :policy, '{ctx.deleted_action}', 'row', :label || g.pk, :owner,
+                                     :reason, :dry, :now FROM gone g)
+                        SELECT count(*) FROM gone""",
+                    **params,
+                ).scalar_one()
+        except sa.exc.IntegrityError as exc:
+            raise RuntimeError(
+                f"cannot delete {schema}.{table} rows of owner {owner_id!r}: {exc.orig}"
+            ) from exc
+        result.counts["rows_deleted"] += int(n)
 
 
 def release_refs_in_tx(
