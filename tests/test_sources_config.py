@@ -64,3 +64,37 @@ def test_missing_tables_and_columns_are_named_before_anything_runs(database_url:
     engine.dispose()
     message = str(refused.value)
     assert "public.t.data does not exist" in message and "public.nope does not exist" in message
+
+
+def test_the_readme_sources_example_is_a_valid_configuration() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("### Sources") :]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert block is not None
+    config = parse_sources_config(yaml.safe_load(block.group(1)))
+    source = config.by_name("album_photos")
+    assert (config.owners.schema, source.schema, source.owner_join and source.owner_join.db_schema) == (
+        "app",
+        "media",
+        "app",
+    )
+    assert config.owners.last_active_column == "last_seen_at"
+
+
+def test_source_names_are_required_and_unique() -> None:
+    with pytest.raises(SourceConfigError, match="name"):
+        parse_sources_config(
+            {"sources": [{k: v for k, v in BASE.items() if k != "name"} | {"format": "base64"}]}
+        )
+    with pytest.raises(SourceConfigError, match="unique"):
+        parse_sources_config({"sources": [{**BASE, "format": "base64"}, {**BASE, "format": "base64"}]})
+
+
+def test_unknown_keys_are_refused_naming_the_file_and_field() -> None:
+    with pytest.raises(SourceConfigError, match=r"sources\.yaml.*sources\.0\.colum"):
+        parse_sources_config({"sources": [{**BASE, "format": "base64", "colum": "x"}]}, "config/sources.yaml")
