@@ -196,3 +196,64 @@ def test_the_identity_revision_keeps_every_reference_of_an_existing_catalog(data
             source_pk="1",
         )
         assert conn.execute(sa.text(f"SELECT count(*) FROM {C}.object_references")).scalar() == 7
+
+
+def test_a_rerun_restores_references_an_older_catalog_lost_and_reports_dangling_ones(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A catalog made under the old identity lost references to collisions while rows still name the
+    objects: the next migration pass records them again, so the orphaned-objects policy keeps them; a
+    row naming an object that is already gone is reported, not papered over."""
+    upgrade_catalog(database_url)
+    engine = get_engine(database_url)
+    with engine.begin() as conn:
+        for statement in DDL.strip().split(";"):
+            if statement.strip():
+                conn.execute(sa.text(statement))
+        for pk in (1, 2, 3):
+            conn.execute(
+                sa.text("INSERT INTO pets VALUES (:pk, 'ann', :photo, :avatar)"),
+                {"pk": pk, "photo": b64(jpeg(pk)), "avatar": b64(png(pk))},
+            )
+    config = parse_sources_config(SOURCES)
+    store = LocalObjectStore(tmp_path / "objects", signing_secret="test-signing-secret")
+    avatars = config.by_name("pet_avatars")
+    for source in config.sources[:2]:
+        migrate_source(engine, store, source)
+    with engine.begin() as conn:
+        # what the old key did: the avatar references were overwritten by the photo ones
+        conn.execute(sa.text(f"DELETE FROM {C}.object_references WHERE source_name = 'pet_avatars'"))
+        # and one avatar's object was already deleted by the orphaned-objects policy
+        gone_key = conn.execute(sa.text("SELECT avatar FROM pets WHERE id = 3")).scalar_one()
+        conn.execute(
+            sa.text(f"UPDATE {C}.stored_objects SET status = 'deleted' WHERE storage_key = :k"),
+            {"k": gone_key},
+        )
+
+    stats = migrate_source(engine, store, avatars)
+
+    assert stats.already_migrated == 3 and stats.blobs_moved == 0
+    assert stats.references_restored == 2
+    assert stats.dangling_references == [f"pk 3 avatar: {gone_key}"]
+    with engine.connect() as conn:
+        restored = conn.execute(
+            sa.text(
+                f"""SELECT r.source_pk, r.source_column, r.owner_id, o.storage_key = p.avatar
+                    FROM {C}.object_references r JOIN {C}.stored_objects o ON o.id = r.object_id
+                    JOIN pets p ON p.id::text = r.source_pk
+                    WHERE r.source_name = 'pet_avatars' AND r.released_at IS NULL ORDER BY 1"""
+            )
+        ).all()
+        newest = conn.execute(sa.text(f"SELECT max(created_at) FROM {C}.stored_objects")).scalar_one()
+    assert [tuple(r) for r in restored] == [("1", "avatar", "ann", True), ("2", "avatar", "ann", True)]
+    report = run_sweep(
+        engine,
+        store,
+        config,
+        parse_retention_config({}).only("orphaned_objects"),
+        run_id="later",
+        now=newest + timedelta(days=8),
+        dry_run=False,
+    )
+    assert report.deleted == 0
+    assert migrate_source(engine, store, avatars).references_restored == 0  # nothing left to restore

@@ -38,7 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from core.blobcodec import Base64Decoder, CorruptBase64, decode_blob_text, parse_data_uri, set_json_path
-from core.catalog.models import MigrationProgress, QuarantineRecord, StoredObject
+from core.catalog.models import MigrationProgress, ObjectReference, QuarantineRecord, StoredObject
 from core.ingest import (
     ObjectVanished,
     StoredBlob,
@@ -56,7 +56,14 @@ from core.media_types import (
     inspect_media_parts,
 )
 from core.migration.memory import limit_heap_fragmentation
-from core.migration.references import is_reference, make_reference, quarantine_of
+from core.migration.references import (
+    CATALOG_PREFIX,
+    URL_SCHEME,
+    is_reference,
+    make_reference,
+    quarantine_of,
+    references_of,
+)
 from core.migration.scan import SourceRow, UnreadableRow, dump_document, fetch_rows, iter_batches, parse_row
 from core.migration.scan import validate_source as validate_source
 from core.migration.stream import (
@@ -108,6 +115,12 @@ class MigrationStats:
     objects_uploaded: int = 0
     duplicates_stored_once: int = 0  # moved blobs whose content the catalog already had
     already_migrated: int = 0  # references found from earlier passes
+    #: references a row holds whose catalog reference was missing (e.g. lost to the old identity's
+    #: collisions) and has been recorded again
+    references_restored: int = 0
+    #: "pk path" of references a row holds to an object that is gone: nothing to restore; the app's
+    #: value needs attention
+    dangling_references: list[str] = field(default_factory=list)
     quarantined: int = 0
     quarantine_reasons: Counter[str] = field(default_factory=Counter)
     elapsed_seconds: float = 0.0
@@ -146,6 +159,8 @@ class _Changed:
 @dataclass(frozen=True)
 class _AlreadyMigrated:
     """Outcome of a streamed read that found a reference, not base64."""
+
+    value: str = ""
 
 
 def process_value(
@@ -213,7 +228,7 @@ def process_streamed_text(
         del head
         length = len(first)
         if is_reference(first):
-            return _AlreadyMigrated()
+            return _AlreadyMigrated(first)
         payload, declared_mime = first, row.declared_mime
         if first[:5].lower() == "data:":
             try:
@@ -361,6 +376,8 @@ class SourceMigrator:
         self.stats = MigrationStats(source=source.name)
         self._budget = _ByteBudget(self.settings.in_flight_bytes)
         self._vanished: list[Any] = []  # rows to process again (see ObjectVanished)
+        #: (pk, owner, path, reference) of references found in the rows of the current batch
+        self._held: list[tuple[Any, Any, str, str]] = []
         self.declared_column = self.settings.declared_type_column(source.name)
 
     def _event(self, name: str) -> None:
@@ -466,6 +483,7 @@ class SourceMigrator:
                     continue
                 if is_reference(found.value):
                     self.stats.already_migrated += 1
+                    self._held.append((row.pk, row.owner, found.path, found.value))
                     continue
                 spans[found.path] = (found.start, found.end)
                 futures.append(self._submit(pool, found.value, found.path, row))
@@ -508,6 +526,7 @@ class SourceMigrator:
                     continue
                 if is_reference(candidate.value):
                     self.stats.already_migrated += 1
+                    self._held.append((row.pk, row.owner, candidate.path, candidate.value))
                     continue
                 futures.append(self._submit(pool, candidate.value, candidate.path, row))
             # Keep the row's identity, not its text: the parsed document (or the futures) hold the blobs.
@@ -515,13 +534,65 @@ class SourceMigrator:
         batch.clear()
         row = doc = candidates = candidate = None  # type: ignore[assignment]  # drop the last row's text
         self._commit_planned(planned, wait=True)
+        self._restore_references()
+
+    def _restore_references(self) -> None:
+        """Every reference a row already holds has its catalog reference, of exactly this place.
+
+        Catalogs made before references were identified by source, schema and column lost some to
+        collisions (two sources on one table, same-named tables): the object is still there, the row
+        still names it, but nothing in the catalog says so, and the orphaned-objects policy would delete
+        it. One query per batch finds the places without a live reference; each is recorded again under
+        a share lock on its object, and only while the object is verified (a deleted one is reported)."""
+        held, self._held = self._held, []
+        if not held:
+            return
+        source = self.source
+        places = {(str(pk), path): (owner, value) for pk, owner, path, value in held}
+        with self.engine.begin() as conn:
+            have = {
+                (pk, path)
+                for pk, path in conn.execute(
+                    sa.select(ObjectReference.source_pk, ObjectReference.json_path).where(
+                        *references_of(source),
+                        ObjectReference.released_at.is_(None),
+                        ObjectReference.source_pk.in_({pk for pk, _path in places}),
+                    )
+                )
+            }
+            for (pk, path), (owner, value) in places.items():
+                if (pk, path) in have:
+                    continue
+                if value.startswith(CATALOG_PREFIX):
+                    where = StoredObject.id == int(value.removeprefix(CATALOG_PREFIX))
+                else:
+                    where = StoredObject.storage_key == value.removeprefix(URL_SCHEME)
+                found = conn.execute(
+                    sa.select(StoredObject.id, StoredObject.status).where(where).with_for_update(read=True)
+                ).first()
+                if found is None or found.status != "verified":
+                    self.stats.dangling_references.append(f"pk {pk} {path or source.column}: {value}")
+                    continue
+                upsert_reference(
+                    conn,
+                    object_id=int(found.id),
+                    owner_id=str(owner),
+                    origin="migration",
+                    **source.identity,
+                    source_pk=pk,
+                    json_path=path,
+                )
+                self.stats.references_restored += 1
 
     def _commit_planned(self, planned: list[_Planned], *, wait: bool) -> None:
         """Commit planned rows in order: all of them (wait), or those at the front whose blobs are done."""
         while planned and (wait or all(f.done() for f in planned[0][2])):
             row, doc, futures, refused, streamed, changed = planned.pop(0)
             outcomes = [f.result() for f in futures]  # a storage failure after retries ends the run here
-            self.stats.already_migrated += sum(isinstance(o, _AlreadyMigrated) for o in outcomes)
+            for outcome in outcomes:
+                if isinstance(outcome, _AlreadyMigrated):
+                    self.stats.already_migrated += 1
+                    self._held.append((row.pk, row.owner, "", outcome.value))
             if changed or any(isinstance(o, _Changed) for o in outcomes):
                 self.stats.rows_changed_concurrently += 1
                 continue
