@@ -218,6 +218,8 @@ def migrated_blobs(
             "objects_uploaded": stats.objects_uploaded,
             "duplicates_stored_once": stats.duplicates_stored_once,
             "already_migrated": stats.already_migrated,
+            "references_restored": stats.references_restored,
+            "dangling_references": MetadataValue.json(stats.dangling_references[:100]),
             "quarantined": stats.quarantined,
             "quarantine_reasons": _md_table(["reason", "values"], [list(r) for r in reasons] or [["-", 0]]),
             "rows_scanned": stats.rows_scanned,
