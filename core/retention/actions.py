@@ -165,10 +165,8 @@ def delete_source_rows(
     # The row holds the places of every source configured on its table (two columns can be two
     # sources): all of their references go with it, matched on the whole identity but the column.
     sharing = [
-        other.name
-        for other in ctx.sources.sources
-        if (other.schema, other.table) == (source.schema, source.table)
-    ] or [source.name]
+        other for other in ctx.sources.sources if (other.schema, other.table) == (source.schema, source.table)
+    ] or [source]
     p = {
         **ctx.params(result.policy, reason),
         **params,
@@ -176,24 +174,31 @@ def delete_source_rows(
         "row_table": f"{source.schema}.{source.table}",
         "src_schema": source.schema,
         "src_table": source.table,
-        "sharing": sharing,
+        "sharing_names": [other.name for other in sharing],
+        "sharing_columns": [other.column for other in sharing],
     }
     pk, owner = f's."{source.primary_key}"', source.owner_sql("s")
+    # Each (gone row, sharing source) pair is one lookup of the whole identity but the JSON path: the
+    # unique key's index serves it.
+    places = (
+        "(gone g CROSS JOIN unnest(CAST(:sharing_names AS text[]), CAST(:sharing_columns AS text[])) "
+        "sh(name, col))"
+    )
     same_place = (
-        "r.source_name = ANY(:sharing) AND r.source_schema = :src_schema AND r.source_table = :src_table "
-        "AND r.source_pk = g.pk"
+        "r.source_name = sh.name AND r.source_schema = :src_schema AND r.source_table = :src_table "
+        "AND r.source_column = sh.col AND r.source_pk = g.pk"
     )
     if ctx.dry_run:
         # A row a dry run already counted (e.g. by the row policy, then by its owner's deletion) once.
         gone = f"""SELECT {pk}::text AS pk, {owner}::text AS owner FROM {source.qualified_table} s
                    WHERE ({where}) AND NOT EXISTS (SELECT 1 FROM _rt_gone_rows x
                                                  WHERE x.source = :row_table AND x.pk = {pk}::text)"""
-        rel = f"""SELECT r.id, r.object_id FROM {C}.object_references r JOIN gone g ON {same_place}
+        rel = f"""SELECT r.id, r.object_id FROM {C}.object_references r JOIN {places} ON {same_place}
                   WHERE r.released_at IS NULL"""
     else:
         gone = f"""DELETE FROM {source.qualified_table} s WHERE {where}
                    RETURNING {pk}::text AS pk, {owner}::text AS owner"""
-        rel = f"""UPDATE {C}.object_references r SET released_at = :now FROM gone g
+        rel = f"""UPDATE {C}.object_references r SET released_at = :now FROM {places}
                   WHERE {same_place} AND r.released_at IS NULL
                   RETURNING r.id, r.object_id"""
     rows, refs = ctx.exec(
