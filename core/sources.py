@@ -299,3 +299,31 @@ def check_against_database(conn: sa.Connection, config: SourcesConfig) -> None:
             )
     if problems:
         raise SourceConfigError("; ".join(problems))
+
+
+def check_owner_joins(conn: sa.Connection, config: SourcesConfig) -> None:
+    """Refuse, before a sweep or GDPR job runs, an `owner_join` of an existing source table whose parent
+    table or columns do not exist (a source whose own table is missing is skipped by those jobs)."""
+    inspector = sa.inspect(conn)
+    problems: list[str] = []
+    for source in config.sources:
+        join = source.owner_join
+        if join is None or not inspector.has_table(source.table, schema=source.schema):
+            continue
+        schema = join.db_schema or source.schema
+        if not inspector.has_table(join.table, schema=schema):
+            problems.append(f"source {source.name!r} owner_join: table {schema}.{join.table} does not exist")
+            continue
+        existing = {c["name"] for c in inspector.get_columns(join.table, schema=schema)}
+        own = {c["name"] for c in inspector.get_columns(source.table, schema=source.schema)}
+        problems.extend(
+            f"source {source.name!r} owner_join: column {where}.{column} does not exist"
+            for where, column, columns in (
+                (f"{schema}.{join.table}", join.key, existing),
+                (f"{schema}.{join.table}", join.column, existing),
+                (f"{source.schema}.{source.table}", join.via, own),
+            )
+            if column not in columns
+        )
+    if problems:
+        raise SourceConfigError("; ".join(problems))

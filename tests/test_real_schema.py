@@ -207,9 +207,19 @@ def test_an_owner_join_naming_a_missing_table_or_column_is_refused_before_anythi
         check_against_database(conn, config)
     with pytest.raises(SourceConfigError, match=named):
         migrate_source(engine, store, config.sources[0])
+    retention = parse_retention_config({})
+    with pytest.raises(SourceConfigError, match=named):
+        run_sweep(engine, store, config, retention, run_id="r", now=NOW, dry_run=False)
+    with pytest.raises(SourceConfigError, match=named):
+        delete_owner_everywhere(
+            engine, store, config, retention, owner_id="alice@example.com", run_id="g", now=NOW
+        )
+    with pytest.raises(SourceConfigError, match=named):
+        export_owner(engine, store, config, retention, owner_id="alice@example.com", run_id="e", now=NOW)
     with engine.connect() as conn:
         assert conn.execute(sa.text(f"SELECT count(*) FROM {C}.object_references")).scalar() == 0
         assert conn.execute(sa.text("SELECT count(*) FROM app.photos WHERE meta ? 'image'")).scalar() == 5
+        assert conn.execute(sa.text(f"SELECT count(*) FROM {C}.retention_audit")).scalar() == 0
 
 
 def test_a_source_needs_exactly_one_way_to_its_owner() -> None:

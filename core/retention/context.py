@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from core.catalog.models import CATALOG_SCHEMA
 from core.objectstore.base import DELETE_BATCH_SIZE, ObjectStore
 from core.retention.config import RetentionConfig
-from core.sources import SourcesConfig
+from core.sources import SourcesConfig, check_owner_joins
 
 log = logging.getLogger("core.retention.sweep")
 
@@ -159,6 +159,7 @@ class SweepContext:
         self._tables_present: dict[tuple[str, str], bool] = {}
         self._purger: ThreadPoolExecutor | None = None
         self._purging: Future[None] | None = None
+        check_owner_joins(conn, sources)  # before anything is deleted
         for name, columns in TEMP_TABLES.items():
             self.exec(f"CREATE TEMP TABLE IF NOT EXISTS {name} ({columns})")
             self.exec(f"TRUNCATE {name}")

@@ -29,7 +29,7 @@ from core.objectstore.base import ObjectNotFound, ObjectStore
 from core.retention import actions
 from core.retention.config import RetentionConfig
 from core.retention.context import PolicyResult, SweepContext, SweepReport
-from core.sources import SourcesConfig
+from core.sources import SourcesConfig, check_owner_joins
 
 EXPORT_SOURCE = "gdpr_export"
 ZIP_INFO = MediaInfo(mime_type="application/zip", extension="zip", kind="archive")
@@ -85,6 +85,8 @@ def export_owner(
     objects = 0
     with tempfile.TemporaryDirectory(prefix="gdpr-export-") as tmp:
         archive = Path(tmp) / "export.zip"
+        with engine.connect() as conn:
+            check_owner_joins(conn, sources)
         with engine.connect() as conn, zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
 
             def write_lines(name: str, rows: Iterator[dict[str, Any]]) -> int:
