@@ -257,3 +257,41 @@ def test_a_rerun_restores_references_an_older_catalog_lost_and_reports_dangling_
     )
     assert report.deleted == 0
     assert migrate_source(engine, store, avatars).references_restored == 0  # nothing left to restore
+
+
+def test_a_row_without_an_owner_is_quarantined_not_attributed_to_anyone(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A NULL owner (or a parent row the owner join does not find) used to become the owner "None",
+    one owner for every such blob. The value stays in the row with a `no_owner` record instead."""
+    from core.migration.checks import base64_left
+
+    upgrade_catalog(database_url)
+    engine = get_engine(database_url)
+    with engine.begin() as conn:
+        for statement in DDL.strip().split(";"):
+            if statement.strip():
+                conn.execute(sa.text(statement))
+        conn.execute(
+            sa.text("INSERT INTO pets VALUES (1, 'ann', :a, NULL), (2, NULL, :b, NULL)"),
+            {"a": b64(jpeg(1)), "b": b64(jpeg(2))},
+        )
+    source = parse_sources_config(SOURCES).by_name("pet_photos")
+    store = LocalObjectStore(tmp_path / "objects", signing_secret="test-signing-secret")
+
+    stats = migrate_source(engine, store, source)
+
+    assert stats.blobs_moved == 1 and stats.quarantine_reasons == {"no_owner": 1}
+    with engine.connect() as conn:
+        owners = conn.execute(sa.text(f"SELECT owner_id FROM {C}.object_references")).scalars().all()
+        record = conn.execute(
+            sa.text(f"SELECT source_pk, source_column, reason_code, reason FROM {C}.quarantine")
+        ).one()
+        kept = conn.execute(sa.text("SELECT photo FROM pets WHERE id = 2")).scalar_one()
+        catalogued = conn.execute(sa.text(f"SELECT count(*) FROM {C}.stored_objects")).scalar_one()
+    assert owners == ["ann"]
+    assert tuple(record[:3]) == ("2", "photo", "no_owner") and "pets.user_id is NULL" in record[3]
+    assert kept == b64(jpeg(2))  # untouched
+    assert catalogued == 2  # the unowned bytes are catalogued, unreferenced: retention collects them
+    left = base64_left(engine, source)
+    assert (left.values, left.quarantined_values) == (0, 1)

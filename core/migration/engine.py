@@ -563,6 +563,9 @@ class SourceMigrator:
             for (pk, path), (owner, value) in places.items():
                 if (pk, path) in have:
                     continue
+                if owner is None:
+                    self.stats.dangling_references.append(f"pk {pk} {path or source.column}: no owner")
+                    continue
                 if value.startswith(CATALOG_PREFIX):
                     where = StoredObject.id == int(value.removeprefix(CATALOG_PREFIX))
                 else:
@@ -616,8 +619,19 @@ class SourceMigrator:
             return
         source = self.source
         pk_text = str(row.pk)
+        unowned: list[_Stored] = []
+        if row.owner is None and stored:
+            # Nobody to attribute it to (quotas, GDPR and retention are per owner): the value stays in the
+            # row, quarantined; its object is catalogued unreferenced, so retention collects the bytes.
+            reason = f"the row has no owner ({source.owner_description} is NULL)"
+            refused = refused + [
+                _Refused(item.path, "no_owner", reason, item.blob.sha256, item.blob.size) for item in stored
+            ]
+            unowned, stored = stored, []
         try:
             with self.engine.begin() as conn:
+                for item in unowned:
+                    upsert_object(conn, item.blob, item.info, self.store.provider, store=self.store)
                 replacements: list[tuple[str, str]] = []
                 known = 0
                 # Content the catalog already had (or an earlier blob of this row adds): stored once.
