@@ -1,7 +1,7 @@
 """identity: a reference / quarantine record is its source, schema, table, column, row and JSON path
 
 Revision ID: 0004_identity
-Revises: 0004_trailing_bytes
+Revises: 0006_analyst_views
 Create Date: 2026-12-01
 
 Before, a place was identified by (source_table, source_pk, json_path) alone: two sources on one table
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_identity"
-down_revision = "0004_trailing_bytes"
+down_revision = "0006_analyst_views"
 branch_labels = None
 depends_on = None
 
