@@ -10,7 +10,6 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     Config,
-    DailyPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -18,7 +17,12 @@ from dagster import (
 )
 from pydantic import Field
 
-from assets.sources import LEGACY_TABLES, OWNER, UPLOADS_AREA_KEY, legacy_table_key
+from assets.automation import after_upstreams, daily_after_upstreams
+from assets.migration import MIGRATION_KEYS
+from assets.partitions import REFERENCES_POOL, daily_partitions
+from assets.sources import LEGACY_KEYS, OWNER
+from assets.uploads import PROCESSED_UPLOADS_KEY
+from assets.variants import IMAGE_VARIANTS_KEY
 from core.backups.database import run_database_backup
 from core.backups.drill import run_restore_drill
 from core.backups.objects import run_object_backup
@@ -38,8 +42,11 @@ BACKUP_SET_KEY = AssetKey(["backups", "kept_set"])
 BACKUP_BYTES_VERIFIED = "backup_bytes_verified"
 RESTORE_DRILL = "restore_drill"
 
-#: Daily partitions; end_offset=1 makes today's partition exist so today's backup can run today.
-backup_partitions = DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1, timezone="UTC")
+#: The shared calendar; today's partition exists so today's backup can run today.
+backup_partitions = daily_partitions
+#: What writes the catalog (and the media store): the database backup comes after it and the app tables,
+#: the object backup after the originals (migrated and uploaded) and the variants.
+CATALOG_WRITERS = [*MIGRATION_KEYS, PROCESSED_UPLOADS_KEY, IMAGE_VARIANTS_KEY]
 
 
 def mb(n: float) -> float:
@@ -64,8 +71,10 @@ class DatabaseBackupConfig(Config):
 
 @asset(
     key=DATABASE_BACKUP_KEY,
-    deps=[legacy_table_key(t) for t in LEGACY_TABLES],
+    deps=[*LEGACY_KEYS, *CATALOG_WRITERS],
     partitions_def=backup_partitions,
+    automation_condition=daily_after_upstreams(),
+    pool=REFERENCES_POOL,
     group_name=GROUP,
     owners=[OWNER],
     kinds={"postgres", "s3"},
@@ -123,8 +132,10 @@ class ObjectBackupConfig(Config):
 
 @asset(
     key=OBJECT_BACKUP_KEY,
-    deps=[UPLOADS_AREA_KEY],
+    deps=CATALOG_WRITERS,
     partitions_def=backup_partitions,
+    automation_condition=daily_after_upstreams(),
+    pool=REFERENCES_POOL,
     group_name=GROUP,
     owners=[OWNER],
     kinds={"s3"},
@@ -184,6 +195,7 @@ class BackupRetentionConfig(Config):
 @asset(
     key=BACKUP_SET_KEY,
     deps=[DATABASE_BACKUP_KEY, OBJECT_BACKUP_KEY],
+    automation_condition=after_upstreams("after the day's backups"),
     group_name=GROUP,
     owners=[OWNER],
     kinds={"s3"},
@@ -234,6 +246,7 @@ def backup_kept_set(
 @asset_check(
     asset=BACKUP_SET_KEY,
     name=BACKUP_BYTES_VERIFIED,
+    automation_condition=after_upstreams("after the kept set changes"),
     description=(
         "Re-reads backup bytes (dumps, manifests, object copies; all, or the configured daily sample so "
         "everything is covered over a cycle) and compares SHA-256s. A missing or corrupt file fails."
@@ -277,6 +290,7 @@ def backup_bytes_verified(
 @asset_check(
     asset=BACKUP_SET_KEY,
     name=RESTORE_DRILL,
+    automation_condition=after_upstreams("after the kept set changes"),
     description=(
         "Restores the newest database backup into a scratch database, compares every table's row count "
         "and content hash with the manifest, drops it; restores a sample of objects and checks their "

@@ -1,4 +1,4 @@
-"""Migration assets: what the legacy tables hold, and the blobs moved out of them, one partition per
+"""Migration assets: what each legacy table holds, and the blobs moved out of it, one asset of each per
 configured source (config/sources.yaml), with checks that nothing was left behind or lost.
 
 Thin wiring: the logic is in core/migration (no Dagster there)."""
@@ -10,32 +10,32 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
     MaterializeResult,
     MetadataValue,
-    StaticPartitionsDefinition,
     asset,
 )
 
-from assets.sources import OWNER, legacy_table_key
+from assets.partitions import REFERENCES_POOL
+from assets.sources import OWNER, SOURCES, legacy_table_key
 from core.migration.checks import SpaceReport, base64_left, live_bytes, verify_references
 from core.migration.engine import migrate_source
 from core.migration.inventory import inventory_source, table_size
 from core.migration.settings import load_migration_config
 from core.objectstore.retry import report_store_stats
-from core.sources import SourcesConfig, check_against_database, load_sources_config
+from core.sources import BlobSource, SourcesConfig, check_against_database
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
 
 GROUP = "migration"
-MIGRATED_BLOBS = "migrated_blobs"
 #: Check names (blocking: a source with base64 left is not done).
 NO_BASE64_LEFT = "no_base64_left"
 REFERENCES_RESOLVE = "references_resolve"
 SPACE_RECLAIMED = "space_reclaimed"
 
-SOURCES = load_sources_config()
-migration_partitions = StaticPartitionsDefinition([source.name for source in SOURCES.sources])
-_LEGACY_DEPS = sorted({legacy_table_key(source.table) for source in SOURCES.sources}, key=str)
+#: Inventory per source in a group of its own, so the graph shows "inventory" and "migration" apart.
+INVENTORY_GROUP = "migration_inventory"
 MB = 1_000_000
 
 
@@ -51,26 +51,46 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> MetadataValue:
     return MetadataValue.md("\n".join(lines))
 
 
-@asset(
-    group_name=GROUP,
-    deps=_LEGACY_DEPS,
-    owners=[OWNER],
-    kinds={"postgres", "python"},
-    description="Per source: rows, base64 blobs, bytes as stored, decoded bytes, duplicates and the "
-    "projected monthly saving of moving them to object storage. Read-only and streamed.",
-)
-def migration_inventory(context: AssetExecutionContext, postgres: PostgresResource) -> MaterializeResult:
+def inventory_key(source: BlobSource) -> AssetKey:
+    return AssetKey(["migration", "inventory", source.name])
+
+
+def migration_key(source: BlobSource) -> AssetKey:
+    return AssetKey(["migration", source.name])
+
+
+def build_inventory_asset(source: BlobSource) -> AssetsDefinition:
+    @asset(
+        key=inventory_key(source),
+        group_name=INVENTORY_GROUP,
+        deps=[legacy_table_key(source.schema, source.table)],
+        owners=[OWNER],
+        kinds={"postgres", "python"},
+        description=f"Source `{source.name}` ({source.schema}.{source.table}.{source.column}): rows, base64 "
+        "blobs, bytes as stored, decoded bytes, duplicates and the projected monthly saving of moving them "
+        "to object storage. Read-only and streamed.",
+    )
+    def _inventory(context: AssetExecutionContext, postgres: PostgresResource) -> MaterializeResult:
+        return inventory_result(context, postgres, source)
+
+    return _inventory
+
+
+def inventory_result(
+    context: AssetExecutionContext, postgres: PostgresResource, source: BlobSource
+) -> MaterializeResult:
     config = load_migration_config()
-    _refuse_unusable(postgres, SOURCES)
+    _refuse_unusable(postgres, SourcesConfig(owners=SOURCES.owners, sources=(source,)))
     rows, totals = [], {"blobs": 0, "stored": 0, "decoded": 0, "dups": 0, "saving": 0.0}
-    for source in SOURCES.sources:
-        inv = inventory_source(
+    for inv in [
+        inventory_source(
             postgres.engine(),
             source,
             database_price_gb_month=config.database_price_gb_month,
             object_price_gb_month=config.object_price_gb_month,
             batch_bytes=config.engine.batch_bytes,
         )
+    ]:
         context.log.info(f"{source.name}: {inv}")
         rows.append(
             [
@@ -117,40 +137,56 @@ def migration_inventory(context: AssetExecutionContext, postgres: PostgresResour
     )
 
 
-@asset(
-    name=MIGRATED_BLOBS,
-    group_name=GROUP,
-    partitions_def=migration_partitions,
-    deps=_LEGACY_DEPS,
-    owners=[OWNER],
-    kinds={"postgres", "s3", "python"},
-    description="Base64 blobs of one source moved to content-addressed object storage, verified, with "
-    "catalog rows and the source rows rewritten to references. Resumable; a rerun moves nothing new.",
-    check_specs=[
-        AssetCheckSpec(
-            NO_BASE64_LEFT,
-            asset=MIGRATED_BLOBS,
-            blocking=True,
-            description="No base64 left at the source's blob places, except quarantined inputs.",
-        ),
-        AssetCheckSpec(
-            REFERENCES_RESOLVE,
-            asset=MIGRATED_BLOBS,
-            description="Every reference resolves to a stored object with the recorded size and SHA-256 "
-            "(all HEADed, a sample re-read).",
-        ),
-        AssetCheckSpec(
-            SPACE_RECLAIMED,
-            asset=MIGRATED_BLOBS,
-            description="Table size before and after, and the VACUUM a DBA must run to return the space.",
-        ),
-    ],
-)
-def migrated_blobs(
-    context: AssetExecutionContext, postgres: PostgresResource, object_store: ObjectStoreResource
+def build_migration_asset(source: BlobSource) -> AssetsDefinition:
+    key = migration_key(source)
+
+    @asset(
+        key=key,
+        group_name=GROUP,
+        deps=[legacy_table_key(source.schema, source.table)],
+        owners=[OWNER],
+        kinds={"postgres", "s3", "python"},
+        pool=REFERENCES_POOL,
+        description=f"Base64 blobs of source `{source.name}` "
+        f"({source.schema}.{source.table}.{source.column}) moved to content-addressed object storage, "
+        "verified, with catalog rows and the source rows rewritten to references. "
+        "Resumable; a rerun moves nothing new.",
+        check_specs=[
+            AssetCheckSpec(
+                NO_BASE64_LEFT,
+                asset=key,
+                blocking=True,
+                description="No base64 left at the source's blob places, except quarantined inputs.",
+            ),
+            AssetCheckSpec(
+                REFERENCES_RESOLVE,
+                asset=key,
+                description="Every reference resolves to a stored object with the recorded size and "
+                "SHA-256 (all HEADed, a sample re-read).",
+            ),
+            AssetCheckSpec(
+                SPACE_RECLAIMED,
+                asset=key,
+                description="Table size before and after, and the VACUUM a DBA must run to return the "
+                "space.",
+            ),
+        ],
+    )
+    def _migration(
+        context: AssetExecutionContext, postgres: PostgresResource, object_store: ObjectStoreResource
+    ) -> MaterializeResult:
+        return migration_result(context, postgres, object_store, source)
+
+    return _migration
+
+
+def migration_result(
+    context: AssetExecutionContext,
+    postgres: PostgresResource,
+    object_store: ObjectStoreResource,
+    source: BlobSource,
 ) -> MaterializeResult:
     config = load_migration_config()
-    source = SOURCES.by_name(context.partition_key)
     _refuse_unusable(postgres, SourcesConfig(owners=SOURCES.owners, sources=(source,)))
     engine = postgres.engine()
     store = object_store.store()
@@ -234,4 +270,10 @@ def migrated_blobs(
     )
 
 
-migration_assets = [migration_inventory, migrated_blobs]
+#: One asset per configured source (and one inventory per source): each is downstream of its own table
+#: only, so the graph tells which table a migration read; materializing one node migrates one source.
+inventory_assets = [build_inventory_asset(source) for source in SOURCES.sources]
+migrated_assets = [build_migration_asset(source) for source in SOURCES.sources]
+MIGRATION_KEYS = [migration_key(source) for source in SOURCES.sources]
+INVENTORY_KEYS = [inventory_key(source) for source in SOURCES.sources]
+migration_assets = [*inventory_assets, *migrated_assets]

@@ -10,7 +10,6 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     Config,
-    DailyPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -18,7 +17,11 @@ from dagster import (
 )
 from pydantic import Field
 
-from assets.sources import OWNER, UPLOADS_AREA_KEY, legacy_table_key
+from assets.migration import MIGRATION_KEYS
+from assets.partitions import REFERENCES_POOL, daily_partitions
+from assets.sources import LEGACY_KEYS, OWNER, UPLOADS_AREA_KEY
+from assets.uploads import PROCESSED_UPLOADS_KEY
+from assets.variants import IMAGE_VARIANTS_KEY
 from core.objectstore.retry import report_store_stats
 from core.retention.policies import load_retention_config
 from core.retention.sweep import SweepReport, referenced_but_deleted, run_sweep
@@ -30,8 +33,11 @@ RETENTION_GROUP = "retention"
 RETENTION_SWEEP_KEY = AssetKey(["retention", "sweep"])
 NO_REFERENCED_OBJECT_DELETED_CHECK = "no_referenced_object_deleted"
 
-#: `end_offset=1` makes today's partition exist, so the daily schedule and the demo can run "today".
-retention_partitions = DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1)
+#: The shared calendar: today's partition exists, so the daily schedule and the demo can run "today".
+retention_partitions = daily_partitions
+#: What retention reads: the app's tables (owners, rows, soft deletes), the uploads area, and every asset
+#: that creates references, so a sweep sits after them in the graph (and sees their latest rows).
+RETENTION_DEPS = [*LEGACY_KEYS, UPLOADS_AREA_KEY, *MIGRATION_KEYS, PROCESSED_UPLOADS_KEY, IMAGE_VARIANTS_KEY]
 
 
 class RetentionSweepConfig(Config):
@@ -77,8 +83,8 @@ def report_metadata(report: SweepReport) -> dict[str, object]:
 @asset(
     key=RETENTION_SWEEP_KEY,
     partitions_def=retention_partitions,
-    deps=[legacy_table_key(t) for t in ("users", "stories", "characters", "files", "story_jobs")]
-    + [UPLOADS_AREA_KEY],
+    deps=RETENTION_DEPS,
+    pool=REFERENCES_POOL,
     group_name=RETENTION_GROUP,
     owners=[OWNER],
     kinds={"postgres", "s3"},

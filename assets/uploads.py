@@ -10,7 +10,6 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     Config,
-    DailyPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -18,6 +17,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from assets.partitions import daily_partitions
 from assets.sources import OWNER, UPLOADS_AREA_KEY
 from core.imaging import load_variant_plan
 from core.objectstore.retry import report_store_stats
@@ -26,8 +26,8 @@ from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
 
 GROUP = "uploads_and_variants"
-#: Upload days; `end_offset=1` makes today's (still open) day a partition so uploads run the same day.
-UPLOAD_DAYS = DailyPartitionsDefinition(start_date="2024-01-01", end_offset=1)
+#: Upload days: the shared calendar (today's still open day is a partition, so uploads run the same day).
+UPLOAD_DAYS = daily_partitions
 PROCESSED_UPLOADS_KEY = AssetKey(["media", "processed_uploads"])
 #: Alert threshold from the design (seed 001): more pending uploads than this means a stuck flow.
 PENDING_UPLOADS_WARN = 100

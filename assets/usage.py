@@ -17,16 +17,18 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     Config,
-    DailyPartitionsDefinition,
     Failure,
     MaterializeResult,
     MetadataValue,
-    MonthlyPartitionsDefinition,
     asset,
 )
 from pydantic import Field
 
-from assets.sources import LEGACY_TABLES, OWNER, legacy_table_key
+from assets.automation import after_upstreams
+from assets.backups import DATABASE_BACKUP_KEY, OBJECT_BACKUP_KEY
+from assets.partitions import daily_partitions, monthly_partitions
+from assets.retention import RETENTION_SWEEP_KEY
+from assets.sources import LEGACY_KEYS, OWNER
 from core.sources import load_sources_config
 from core.usage.costs import CostReport, Coverage, UsageFigures, compute_cost_report, headline_text
 from core.usage.formatting import money, round_gb, round_money, round_pct
@@ -47,7 +49,6 @@ if TYPE_CHECKING:  # pandas loads only where a report is computed, not in every 
     import pandas as pd
 
 GROUP = "usage"
-START_DATE = "2025-01-01"
 
 USAGE_SNAPSHOT_KEY = AssetKey(["usage", "usage_snapshot"])
 DAILY_COST_REPORT_KEY = AssetKey(["usage", "daily_cost_report"])
@@ -58,9 +59,10 @@ OWNER_QUOTA_CHECK = "owners_within_quota"
 GROWTH_RATE_CHECK = "storage_growth_within_limit"
 BUDGET_CHECK = "monthly_cost_within_budget"
 
-# end_offset=1: today's (and this month's) partition exists while the period is still running.
-daily_partitions = DailyPartitionsDefinition(start_date=START_DATE, end_offset=1)
-monthly_partitions = MonthlyPartitionsDefinition(start_date=START_DATE, end_offset=1)
+#: The snapshot reads the app's tables, the backups and what retention left; backups and retention come
+#: after every asset that writes objects (migrations, uploads, variants), so the snapshot follows all of
+#: them without drawing an edge from each. The automation runs it after the backups or the sweep.
+AFTER_BACKUPS_AND_RETENTION = [DATABASE_BACKUP_KEY, OBJECT_BACKUP_KEY, RETENTION_SWEEP_KEY]
 
 
 class CostReportConfig(Config):
@@ -87,7 +89,10 @@ def _mb(frame: "pd.DataFrame", columns: list[str]) -> "pd.DataFrame":
 @asset(
     key=USAGE_SNAPSHOT_KEY,
     partitions_def=daily_partitions,
-    deps=[legacy_table_key(t) for t in LEGACY_TABLES],
+    deps=[*LEGACY_KEYS, *AFTER_BACKUPS_AND_RETENTION],
+    automation_condition=after_upstreams(
+        "after the day's backups or retention sweep", only=AFTER_BACKUPS_AND_RETENTION
+    ),
     group_name=GROUP,
     owners=[OWNER],
     kinds={"postgres", "sql"},
@@ -249,6 +254,7 @@ def _cost_report(
     key=DAILY_COST_REPORT_KEY,
     partitions_def=daily_partitions,
     deps=[USAGE_SNAPSHOT_KEY],
+    automation_condition=after_upstreams("after the usage snapshot"),
     group_name=GROUP,
     owners=[OWNER],
     kinds={"postgres", "pandas", "html"},
@@ -279,6 +285,7 @@ def daily_cost_report(
     key=MONTHLY_COST_REPORT_KEY,
     partitions_def=monthly_partitions,
     deps=[USAGE_SNAPSHOT_KEY],
+    automation_condition=after_upstreams("after the usage snapshot"),
     group_name=GROUP,
     owners=[OWNER],
     kinds={"postgres", "pandas", "html"},

@@ -11,7 +11,6 @@ here). They run whenever the asset materializes and cannot be launched on their 
 import datetime as dt
 
 from dagster import (
-    AllPartitionMapping,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -30,7 +29,8 @@ from dagster import (
     op,
 )
 
-from assets.migration import MIGRATED_BLOBS
+from assets.automation import after_upstreams
+from assets.migration import MIGRATION_KEYS
 from assets.sources import OWNER
 from assets.uploads import GROUP, PROCESSED_UPLOADS_KEY, UPLOAD_DAYS
 from core.imaging import load_variant_plan
@@ -47,9 +47,6 @@ from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
 
 IMAGE_VARIANTS_KEY = AssetKey(["media", "image_variants"])
-#: Migrated originals come from the migration (partitioned by source); each day's variants depend on
-#: every source partition, hence the AllPartitionMapping on that edge.
-MIGRATED_BLOBS_KEY = AssetKey([MIGRATED_BLOBS])
 
 #: key of the store's request/fault counters in a batch's result
 STORE_COUNTS = "store_counts"
@@ -85,10 +82,7 @@ def _partition_end(context: OpExecutionContext) -> dt.datetime | None:
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
 
 
-@op(
-    ins={"after_uploads": In(Nothing), "after_migration": In(Nothing)},
-    out=DynamicOut(list),
-)
+@op(ins={"after": In(Nothing)}, out=DynamicOut(list))
 def plan_variant_batches(context: OpExecutionContext, config: VariantRunConfig, postgres: PostgresResource):
     """Ids and sizes only (pages of 5,000 by keyset), split into at least `parallelism` batches of
     about equal bytes for the cores."""
@@ -174,23 +168,26 @@ def summarize_variants(context: OpExecutionContext, postgres: PostgresResource, 
     key=IMAGE_VARIANTS_KEY,
     ins={
         "after_uploads": AssetIn(PROCESSED_UPLOADS_KEY, dagster_type=Nothing),
-        "after_migration": AssetIn(
-            MIGRATED_BLOBS_KEY, dagster_type=Nothing, partition_mapping=AllPartitionMapping()
-        ),
+        **{
+            f"after_{key.to_python_identifier()}": AssetIn(key, dagster_type=Nothing)
+            for key in MIGRATION_KEYS
+        },
     },
     partitions_def=UPLOAD_DAYS,
     check_specs=VARIANT_CHECK_SPECS,
     group_name=GROUP,
     owners=[OWNER],
     kinds={"python", "postgres", "s3"},
+    automation_condition=after_upstreams("after migrations and processed uploads"),
     description=(
         "Thumbnails (150/300/600 px boxes), full-size WebP and AVIF for every image original, per "
         "config/variants.yaml; EXIF orientation applied and EXIF/GPS stripped. Each run renders what is "
         "missing or stale (spec hash changed) for originals created up to the end of its day."
     ),
 )
-def image_variants(after_uploads, after_migration):
-    batches = plan_variant_batches(after_uploads=after_uploads, after_migration=after_migration)
+def image_variants(**upstreams):
+    """Upstreams: the day's processed uploads and every source's migration (all Nothing inputs)."""
+    batches = plan_variant_batches(after=list(upstreams.values()))
     summary = summarize_variants(batches.map(render_variant_batch).collect())
     return {
         "result": summary.result,

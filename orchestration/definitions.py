@@ -17,13 +17,11 @@ from orchestration.backups import backup_jobs
 from orchestration.gdpr import gdpr_delete_job, gdpr_export_job
 from orchestration.migration import migration_jobs
 from orchestration.retention import retention_sweep_job
-from orchestration.sensors import upload_sensor
+from orchestration.sensors import media_automation, upload_sensor
 from orchestration.usage import usage_jobs
 from orchestration.variants import process_uploads_job, variants_job
 from resources.settings import build_resources
-from schedules.backups import backup_schedules
 from schedules.retention import retention_daily_schedule
-from schedules.usage import usage_schedules
 
 
 def build_definitions() -> Definitions:
@@ -52,8 +50,8 @@ def build_definitions() -> Definitions:
             gdpr_export_job,
             gdpr_delete_job,
         ],
-        schedules=[*backup_schedules, *usage_schedules, retention_daily_schedule],
-        sensors=[upload_sensor, *alert_sensors],
+        schedules=[retention_daily_schedule],
+        sensors=[upload_sensor, media_automation, *alert_sensors],
         resources=build_resources(),
     )
 

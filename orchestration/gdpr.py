@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
 from pydantic import Field
 
+from assets.partitions import REFERENCES_POOL
 from core.retention.gdpr import OwnerNotFound, delete_owner_everywhere, export_owner
 from core.retention.policies import load_retention_config
 from core.retention.sweep import OwnerOnLegalHold
@@ -73,6 +74,7 @@ def gdpr_export_owner(
 
 
 @op(
+    pool=REFERENCES_POOL,
     description="Erase the owner: source rows, owner row, uploads, references, unshared objects and variants."
 )
 def gdpr_delete_owner(

@@ -1,19 +1,24 @@
 """`./dev demo`: the main job on the embedded default (or on whatever the environment configures).
 
-Creates the demo legacy database if it is missing, then materializes the asset graph capability by
-capability through the same Definitions `dagster dev` loads, recording every run in the Dagster instance,
-and prints a short summary. Safe to run again: content addressing and idempotent assets mean a second
+Creates the demo legacy database if it is missing, then launches the asset graph's jobs in lineage order
+as runs of the workspace's code location (orchestration/launch.py: the same origin and snapshots a launch
+from the UI has, so the runs show on the Timeline, the Jobs pages and each job's Runs tab), with a progress
+bar, and prints a short summary. Safe to run again: content addressing and idempotent assets mean a second
 run stores nothing twice.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
 
 import sqlalchemy as sa
 from dagster import DagsterInstance, Definitions
@@ -21,8 +26,6 @@ from dagster import DagsterInstance, Definitions
 from core.catalog.db import get_engine
 from orchestration.instance import prepare_embedded_instance
 from resources.settings import data_dir, resolved_database_url, uses_embedded_postgres
-
-LOG_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
 @dataclass
@@ -33,17 +36,19 @@ class DemoStep:
     job_name: str
     partition_keys: Callable[[Definitions], list[str]] = field(default=lambda _defs: [""])
     run_config: dict = field(default_factory=dict)
+    #: Small demo runs execute their steps in the run worker (no process per step); a job with its own
+    #: executor configuration (variants_job's forkserver) keeps it.
+    in_process: bool = True
+
+    def launch_config(self) -> dict:
+        return {**self.run_config, **({"execution": IN_PROCESS} if self.in_process else {})}
+
+
+IN_PROCESS = {"config": {"in_process": {}}}
 
 
 def today_key() -> str:
     return datetime.now(UTC).date().isoformat()
-
-
-def migration_partition_keys(_defs: Definitions) -> list[str]:
-    """One migration run per configured source (config/sources.yaml)."""
-    from assets.migration import migration_partitions
-
-    return migration_partitions.get_partition_keys()
 
 
 def demo_uploads_then_today(_defs: Definitions) -> list[str]:
@@ -68,20 +73,27 @@ def this_month_key() -> str:
 #: Usage comes last so its snapshot counts what the other steps stored, copied and would delete.
 STEPS: list[DemoStep] = [
     DemoStep("Migration inventory: what the legacy tables hold", "migration_inventory_job"),
-    DemoStep("Migrate base64 blobs to object storage", "migration_job", migration_partition_keys),
+    DemoStep("Migrate base64 blobs to object storage (every configured source)", "migration_job"),
     DemoStep(
         "Uploads: validate demo uploads, store originals + variants",
         "process_uploads_job",
         demo_uploads_then_today,
     ),
-    DemoStep("Variants for every migrated and uploaded image", "variants_job", lambda _defs: [today_key()]),
+    DemoStep(
+        "Variants for every migrated and uploaded image",
+        "variants_job",
+        lambda _defs: [today_key()],
+        in_process=False,
+    ),
     DemoStep(
         "Retention sweep for today, DRY RUN (audits what would be deleted, deletes nothing)",
         "retention_sweep_job",
         partition_keys=lambda _defs: [today_key()],
         run_config={"ops": {"retention__sweep": {"config": {"dry_run": True}}}},
     ),
-    DemoStep("Back up the database (pg_dump, verified)", "database_backup_job", lambda _defs: [today_key()]),
+    DemoStep(
+        "Back up the database (pg_dump, verified)", "database_backup_job", lambda _defs: [today_key()]
+    ),
     DemoStep("Back up new objects (content-addressed)", "object_backup_job", lambda _defs: [today_key()]),
     DemoStep("Apply backup retention", "backup_retention_job"),
     DemoStep("Verify backup bytes", "backup_verification_job"),
@@ -230,24 +242,86 @@ def create_demo_database(database_url: str, scale: float, reset: bool) -> None:
     )
 
 
+@contextmanager
+def quiet_children(log_path: Path) -> Iterator[TextIO]:
+    """Point this process's stdout/stderr file descriptors (inherited by the code server and the run
+    workers it starts) at a log file, and hand back a stream to the real terminal for the progress bar."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(saved_out), "w", buffering=1)
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield terminal
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved_out, 1)
+            os.dup2(saved_err, 2)
+            os.close(saved_out)
+            os.close(saved_err)
+            terminal.close()
+
+
 def run_steps(defs: Definitions, instance: DagsterInstance) -> bool:
+    """Each step as a run of the code location, launched through the instance, with a progress bar."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from orchestration.launch import create_run, launch_and_wait, workspace_context
+
+    planned = [(step, key) for step in STEPS for key in step.partition_keys(defs)]
     ok = True
-    for step in STEPS:
-        for partition_key in step.partition_keys(defs):
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    log_path = data_dir() / "demo-runs.log"
+    with (
+        quiet_children(log_path) as terminal,
+        workspace_context(instance) as workspace,
+        Progress(*columns, console=Console(file=terminal, highlight=False, soft_wrap=True)) as progress,
+    ):
+        progress.console.print(f"    (run logs: {log_path}; each run is in the UI too)")
+        overall = progress.add_task("demo runs", total=len(planned))
+        for step, partition_key in planned:
             label = f"{step.title}" + (f" [{partition_key}]" if partition_key else "")
-            print(f"==> {label}", flush=True)
+            progress.console.print(f"==> {label}")
             started = time.monotonic()
-            job = defs.resolve_job_def(step.job_name)
-            result = job.execute_in_process(
-                instance=instance,
-                partition_key=partition_key or None,
-                run_config={**LOG_CONFIG, **step.run_config},
-                raise_on_error=False,
+            run = create_run(instance, workspace, step.job_name, step.launch_config(), partition_key or None)
+            steps = progress.add_task(f"  {step.job_name} steps", total=len(run.step_keys_to_execute or []))
+            finished = launch_and_wait(
+                instance, workspace, run, lambda done, total, t=steps: progress.update(t, completed=done)
             )
-            status = "ok" if result.success else "FAILED"
-            print(f"    {status} in {time.monotonic() - started:.1f}s (run {result.run_id[:8]})", flush=True)
-            ok = ok and result.success
+            progress.remove_task(steps)
+            success = finished.status.value == "SUCCESS"
+            status = "ok" if success else f"FAILED ({finished.status.value})"
+            progress.console.print(
+                f"    {status} in {time.monotonic() - started:.1f}s (run {finished.run_id[:8]})"
+            )
+            progress.advance(overall)
+            ok = ok and success
     return ok
+
+
+def reclaim_lines(database_url: str, reclaim: bool) -> list[str]:
+    """Rewriting rows leaves the old versions in the table files until VACUUM FULL: on the embedded demo
+    database the demo runs it; elsewhere it prints the statement (a DBA runs it in a maintenance window)."""
+    from core.sources import load_sources_config
+
+    tables = sorted({s.qualified_table for s in load_sources_config().sources})
+    statement = "; ".join(f"VACUUM (FULL, ANALYZE) {t}" for t in tables) + ";"
+    if not reclaim:
+        return [
+            "  reclaim the space the migration freed (locks each table while it runs): "
+            f"{statement} (or pg_repack --table=... online)"
+        ]
+    before = database_size(database_url)
+    engine = get_engine(database_url).execution_options(isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        for table in tables:
+            conn.execute(sa.text(f"VACUUM (FULL, ANALYZE) {table}"))
+    freed = max(0, before - database_size(database_url))
+    return [f"  reclaimed on the embedded demo database (VACUUM FULL of the source tables): {mb(freed)}"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = run_steps(defs, instance)
         backups_line = backups_summary(database_url, instance)
 
+    reclaim = reclaim_lines(database_url, reclaim=uses_embedded_postgres())
     print()
     print("Summary")
     print(f"  legacy database size: {mb(size_before)} before this run, {mb(database_size(database_url))} now")
@@ -286,13 +361,18 @@ def main(argv: list[str] | None = None) -> int:
 
     for line in migration_summary_lines(get_engine(database_url)):
         print(f"  {line}")
+    for line in reclaim:
+        print(line)
     print(variants_summary(database_url))
     print(backups_line)
     for line in usage_summary_lines(database_url):
         print(line)
     for line in retention_summary(database_url):
         print(line)
-    print(f"  finished in {time.monotonic() - started:.0f}s; open the UI with ./dev ui")
+    print(
+        f"  finished in {time.monotonic() - started:.0f}s; open the UI with ./dev ui (turn on the "
+        "media_automation and upload_sensor sensors there to let the graph drive the work)"
+    )
     return 0 if ok else 1
 
 

@@ -1,4 +1,5 @@
-"""Sensors. `upload_sensor` notices new uploads without anyone clicking anything.
+"""Sensors. `upload_sensor` notices new uploads without anyone clicking anything; `media_automation`
+evaluates the assets' automation conditions (assets/automation.py), so the graph drives the work.
 
 Turn it on in the UI (Automation -> upload_sensor -> Start) or with
 `dagster sensor start upload_sensor -w workspace.yaml`; it ships STOPPED so a fresh `./dev ui` does not
@@ -10,6 +11,8 @@ run of `process_uploads_job` per batch of uploads, partitioned by upload day (se
 import datetime as dt
 
 from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
     DefaultSensorStatus,
     RunRequest,
     SensorEvaluationContext,
@@ -64,3 +67,15 @@ def upload_sensor(
             f"{len(found.registered)} new, {len(found.changed)} changed; {len(batches)} batches"
         )
     return SensorResult(run_requests=[run_request(b) for b in batches], cursor=found.cursor.to_json())
+
+
+#: Ships STOPPED, like the schedule and the upload sensor: turn it on in the UI (Automation ->
+#: media_automation -> Start) or with `dagster sensor start media_automation -w workspace.yaml`.
+media_automation = AutomationConditionSensorDefinition(
+    "media_automation",
+    target=AssetSelection.all(),
+    default_status=DefaultSensorStatus.STOPPED,
+    minimum_interval_seconds=30,
+    description="Runs what the graph says is due: variants after migrations and uploads, the day's backups "
+    "once their upstreams are done, usage and cost reports after backups and retention.",
+)

@@ -1,4 +1,5 @@
-"""The daily retention sweep schedule (02:30 UTC, the quiet hour of seed 003's cron)."""
+"""The one schedule: the daily retention sweep (02:30 UTC, the quiet hour of seed 003's cron). Everything else
+runs from the graph (assets/automation.py)."""
 
 from __future__ import annotations
 

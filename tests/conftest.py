@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# Before any platform module is imported: partitions are built at import time from the calendar.
+os.environ.setdefault("MEDIA_CONFIG_DIR", str(Path(__file__).parent / "config"))
+
 from core.embedded_postgres import start_embedded_postgres
 from tests.support.services import PostgresServer, new_bucket, s3_server
 

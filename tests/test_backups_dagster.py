@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from dagster import AssetCheckSeverity, DagsterInstance, build_schedule_context
+from dagster import AssetCheckSeverity, DagsterInstance
 
 from core.catalog.db import PROJECT_ROOT, get_engine
 from tests.support.backups import add_object, add_variant, prepare_database, random_bytes
@@ -159,16 +159,3 @@ def test_restore_jobs_and_restore_commands_work_end_to_end(platform, postgres_se
         postgres_server.drop_database(
             sa.engine.make_url(url).set(database=cli_name).render_as_string(hide_password=False)
         )
-
-
-def test_schedules_target_the_day_they_run_and_the_maintenance_that_follows() -> None:
-    from schedules.backups import daily_database_backup_schedule, daily_object_backup_schedule
-
-    tick = datetime(2026, 11, 21, 23, 30, tzinfo=UTC)
-    for schedule, prefix in (
-        (daily_database_backup_schedule, "database"),
-        (daily_object_backup_schedule, "object"),
-    ):
-        request = schedule(build_schedule_context(scheduled_execution_time=tick))
-        assert request.partition_key == "2026-11-21"
-        assert request.run_key == f"{prefix}-backup-2026-11-21"

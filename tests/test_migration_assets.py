@@ -1,19 +1,18 @@
-"""The migration assets through Dagster: partitions from config, checks, refusal, summary lines."""
+"""The migration assets through Dagster: one per configured source, checks, refusal, summary lines."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import sqlalchemy as sa
-from dagster import DagsterInstance, materialize
+from dagster import AssetKey, AssetsDefinition, DagsterInstance, materialize
 
 from assets.migration import (
     NO_BASE64_LEFT,
     REFERENCES_RESOLVE,
     SPACE_RECLAIMED,
-    migrated_blobs,
-    migration_inventory,
-    migration_partitions,
+    inventory_assets,
+    migrated_assets,
 )
 from core.catalog.db import get_engine
 from core.migration.checks import base64_left
@@ -31,24 +30,35 @@ def resources(url: str, root: Path) -> dict[str, object]:
     }
 
 
-def test_partitions_are_the_configured_sources() -> None:
-    assert migration_partitions.get_partition_keys() == ["stories", "characters", "files", "story_jobs"]
+def migration_of(source: str) -> AssetsDefinition:
+    return next(a for a in migrated_assets if a.key == AssetKey(["migration", source]))
+
+
+def test_one_migration_and_one_inventory_per_configured_source_each_after_its_own_table() -> None:
+    assert [a.key.path for a in migrated_assets] == [
+        ["migration", name] for name in ("stories", "characters", "files", "story_jobs")
+    ]
+    for assets in (migrated_assets, inventory_assets):
+        for definition in assets:
+            source = definition.key.path[-1]
+            deps = [key.path for key in definition.asset_deps[definition.key]]
+            assert deps == [["legacy", "public", source]]  # the demo's tables are named like the sources
 
 
 def test_each_partition_migrates_its_source_and_its_checks_pass(database_url: str, tmp_path: Path) -> None:
     fixture = create_legacy_tables(database_url, stories=2)
     res = resources(database_url, tmp_path / "objects")
     instance = DagsterInstance.ephemeral()
-    inventory = materialize([migration_inventory], resources=res, instance=instance)
-    meta = inventory.asset_materializations_for_node("migration_inventory")[0].metadata
-    assert meta["blobs"].value == len(fixture.good) + len(fixture.bad) - 1  # the unreadable JSON row has none
-    assert meta["duplicates"].value >= 1  # the shared picture in both stories (counted per source)
+    inventory = materialize(inventory_assets, resources=res, instance=instance)
+    metas = [e.materialization.metadata for e in inventory.get_asset_materialization_events()]
+    assert sum(m["blobs"].value for m in metas) == len(fixture.good) + len(fixture.bad) - 1  # one unreadable
+    assert sum(m["duplicates"].value for m in metas) >= 1  # the shared picture in both stories
 
     moved = 0
-    for key in migration_partitions.get_partition_keys():
-        result = materialize([migrated_blobs], partition_key=key, resources=res, instance=instance)
+    for definition in migrated_assets:
+        result = materialize([definition], resources=res, instance=instance)
         assert result.success
-        meta = result.asset_materializations_for_node("migrated_blobs")[0].metadata
+        meta = result.get_asset_materialization_events()[0].materialization.metadata
         moved += meta["blobs_moved"].value
         checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
         assert checks[NO_BASE64_LEFT].passed, checks[NO_BASE64_LEFT].metadata
@@ -57,8 +67,8 @@ def test_each_partition_migrates_its_source_and_its_checks_pass(database_url: st
     assert moved == len(fixture.good)
     assert_fully_migrated(database_url, LocalObjectStore(tmp_path / "objects", signing_secret="s"), fixture)
 
-    again = materialize([migrated_blobs], partition_key="stories", resources=res, instance=instance)
-    assert again.asset_materializations_for_node("migrated_blobs")[0].metadata["blobs_moved"].value == 0
+    again = materialize([migration_of("stories")], resources=res, instance=instance)
+    assert again.get_asset_materialization_events()[0].materialization.metadata["blobs_moved"].value == 0
     lines = migration_summary_lines(get_engine(database_url))
     assert lines[0].startswith(f"migration: {len(fixture.good)} blobs moved")
     assert f"{len(fixture.bad)} values quarantined" in lines[1]
@@ -67,10 +77,10 @@ def test_each_partition_migrates_its_source_and_its_checks_pass(database_url: st
 def test_the_no_base64_check_is_blocking_and_counts_unexplained_base64(
     database_url: str, tmp_path: Path
 ) -> None:
-    spec = next(s for s in migrated_blobs.check_specs if s.name == NO_BASE64_LEFT)
+    spec = next(s for s in migration_of("files").check_specs if s.name == NO_BASE64_LEFT)
     assert spec.blocking
     create_legacy_tables(database_url, stories=1)
-    materialize([migrated_blobs], partition_key="files", resources=resources(database_url, tmp_path / "o"))
+    materialize([migration_of("files")], resources=resources(database_url, tmp_path / "o"))
     files = next(s for s in sources() if s.name == "files")
     engine = get_engine(database_url)
     report = base64_left(engine, files)
@@ -91,8 +101,7 @@ def test_a_source_missing_from_the_database_is_refused_with_a_clear_message(
     database_url: str, tmp_path: Path
 ) -> None:
     result = materialize(
-        [migrated_blobs],
-        partition_key="stories",
+        [migration_of("stories")],
         resources=resources(database_url, tmp_path / "objects"),
         raise_on_error=False,
     )

@@ -1,0 +1,40 @@
+"""Declarative automation: the graph, not the clock, orders the work. Evaluated by `media_automation`
+(orchestration/sensors.py); every condition targets the latest day (or month) of the shared calendar.
+
+- `after_upstreams`: an upstream (or one of `only`) materialized since this asset last ran, none of them
+  is running or about to run, and this asset is not running. Variants follow migrations and processed
+  uploads; the kept backup set follows backups; usage follows backups and retention; reports follow usage.
+- `daily_after_upstreams`: once per day, after the calendar's `daily_cron`, as soon as no upstream is
+  running or requested (the day's migrations and variants are done). Backups use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from dagster import AssetKey, AssetSelection, AutomationCondition
+
+from assets.partitions import CALENDAR
+
+_UPSTREAMS_QUIET = (
+    ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.any_deps_match(AutomationCondition.will_be_requested())
+    & ~AutomationCondition.in_progress()
+)
+
+
+def after_upstreams(label: str, only: Sequence[AssetKey] = ()) -> AutomationCondition:
+    updated = AutomationCondition.any_deps_updated()
+    if only:
+        updated = updated.allow(AssetSelection.assets(*only))
+    return (
+        AutomationCondition.in_latest_time_window() & updated.since_last_handled() & _UPSTREAMS_QUIET
+    ).with_label(label)
+
+
+def daily_after_upstreams(cron: str = CALENDAR.daily_cron) -> AutomationCondition:
+    return (
+        AutomationCondition.in_latest_time_window()
+        & AutomationCondition.cron_tick_passed(cron, "UTC").since_last_handled()
+        & _UPSTREAMS_QUIET
+    ).with_label(f"daily after {cron} UTC, once upstreams are done")
