@@ -28,8 +28,56 @@ def test_definitions_load_and_list_the_source_assets(platform_env: dict[str, str
     Definitions.validate_loadable(defs)
     keys = defs.resolve_asset_graph().get_all_asset_keys()
     for table in ("users", "stories", "characters", "files", "story_jobs"):
-        assert AssetKey(["legacy", table]) in keys
+        assert AssetKey(["legacy", "public", table]) in keys
     assert AssetKey(["object_store", "uploads"]) in keys
+
+
+OTHER_SOURCES = """
+schema: app
+owners: {table: accounts, primary_key: id, last_active_column: seen_at}
+sources:
+  - {name: photos, table: photos, primary_key: id, owner_column: account_id, column: body, format: base64}
+  - {name: album_covers, table: albums, primary_key: id, owner_column: account_id, column: cover,
+     format: jsonb, json_path: "cover.data", schema: media}
+"""
+
+LIST_GRAPH = """
+from dagster import AssetKey
+from orchestration.definitions import defs
+graph = defs.resolve_asset_graph()
+for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+    parents = sorted(p.to_user_string() for p in graph.get(key).parent_keys)
+    print(key.to_user_string(), "<-", ",".join(parents))
+uploads = graph.get(AssetKey(["media", "processed_uploads"]))
+print("start", uploads.partitions_def.start.date())
+"""
+
+
+def test_the_graph_shows_the_configured_tables_of_another_config_dir(
+    platform_env: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "sources.yaml").write_text(OTHER_SOURCES)
+    (config / "calendar.yaml").write_text("start_date: 2025-06-01\n")
+    env = {**os.environ, **platform_env, "MEDIA_CONFIG_DIR": str(config)}
+    result = subprocess.run(
+        [sys.executable, "-c", LIST_GRAPH],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    graph = dict(line.split(" <- ") for line in result.stdout.splitlines() if " <- " in line)
+    legacy = sorted(key for key in graph if key.startswith("legacy/"))
+    assert legacy == ["legacy/app/accounts", "legacy/app/photos", "legacy/media/albums"]
+    assert graph["migration/photos"] == "legacy/app/photos"
+    assert graph["migration/album_covers"] == "legacy/media/albums"
+    assert graph["migration/inventory/album_covers"] == "legacy/media/albums"
+    assert "legacy/app/accounts" in graph["retention/sweep"].split(",")
+    assert "start 2025-06-01" in result.stdout  # the configured calendar
 
 
 def test_workspace_yaml_loads_with_the_dagster_cli(platform_env: dict[str, str], tmp_path: Path) -> None:
