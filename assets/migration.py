@@ -34,8 +34,9 @@ NO_BASE64_LEFT = "no_base64_left"
 REFERENCES_RESOLVE = "references_resolve"
 SPACE_RECLAIMED = "space_reclaimed"
 
-#: Inventory per source in a group of its own, so the graph shows "inventory" and "migration" apart.
-INVENTORY_GROUP = "migration_inventory"
+#: Inventory per source in a group of its own, so the graph shows "inventory" and "migration" apart
+#: (group and key names stay under the 18 characters the zoomed-out graph shows uncut).
+INVENTORY_GROUP = "inventory"
 MB = 1_000_000
 
 

@@ -213,7 +213,8 @@ def test_demo_step_runs_todays_sweep_as_a_dry_run_and_summarises_it(
     orphan, key = add_object(engine, store, "the demo's orphan")
     monkeypatch.setattr(main, "STEPS", [s for s in main.STEPS if s.job_name == "retention_sweep_job"])
 
-    with DagsterInstance.ephemeral() as instance:
+    # The demo launches runs of the code location (a run worker process), so the instance must persist.
+    with DagsterInstance.local_temp(str(tmp_path / "dagster_home")) as instance:
         assert main.run_steps(build_definitions(), instance)
 
     assert status(engine, orphan) == "verified" and store.exists(key)
