@@ -214,6 +214,7 @@ def test_demo_step_runs_todays_sweep_as_a_dry_run_and_summarises_it(
     monkeypatch.setattr(main, "STEPS", [s for s in main.STEPS if s.job_name == "retention_sweep_job"])
 
     # The demo launches runs of the code location (a run worker process), so the instance must persist.
+    (tmp_path / "dagster_home").mkdir()
     with DagsterInstance.local_temp(str(tmp_path / "dagster_home")) as instance:
         assert main.run_steps(build_definitions(), instance)
 
