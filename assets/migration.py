@@ -82,58 +82,27 @@ def inventory_result(
 ) -> MaterializeResult:
     config = load_migration_config()
     _refuse_unusable(postgres, SourcesConfig(owners=SOURCES.owners, sources=(source,)))
-    rows, totals = [], {"blobs": 0, "stored": 0, "decoded": 0, "dups": 0, "saving": 0.0}
-    for inv in [
-        inventory_source(
-            postgres.engine(),
-            source,
-            database_price_gb_month=config.database_price_gb_month,
-            object_price_gb_month=config.object_price_gb_month,
-            batch_bytes=config.engine.batch_bytes,
-        )
-    ]:
-        context.log.info(f"{source.name}: {inv}")
-        rows.append(
-            [
-                source.name,
-                inv.rows,
-                inv.blobs,
-                inv.already_migrated,
-                f"{inv.bytes_as_stored / MB:,.1f}",
-                f"{inv.decoded_bytes / MB:,.1f}",
-                inv.duplicates,
-                inv.undecodable,
-                f"{inv.table_bytes / MB:,.1f}",
-                f"${inv.projected_monthly_saving_usd:,.4f}",
-            ]
-        )
-        totals["blobs"] += inv.blobs
-        totals["stored"] += inv.bytes_as_stored
-        totals["decoded"] += inv.decoded_bytes
-        totals["dups"] += inv.duplicates
-        totals["saving"] += inv.projected_monthly_saving_usd
+    inv = inventory_source(
+        postgres.engine(),
+        source,
+        database_price_gb_month=config.database_price_gb_month,
+        object_price_gb_month=config.object_price_gb_month,
+        batch_bytes=config.engine.batch_bytes,
+    )
+    context.log.info(f"{source.name}: {inv}")
     return MaterializeResult(
         metadata={
-            "sources": _md_table(
-                [
-                    "source",
-                    "rows",
-                    "base64 blobs",
-                    "already migrated",
-                    "MB as stored",
-                    "MB decoded",
-                    "duplicates",
-                    "undecodable",
-                    "table MB",
-                    "saving / month",
-                ],
-                rows,
-            ),
-            "blobs": totals["blobs"],
-            "mb_as_stored": round(totals["stored"] / MB, 3),
-            "mb_decoded": round(totals["decoded"] / MB, 3),
-            "duplicates": totals["dups"],
-            "projected_monthly_saving_usd": round(totals["saving"], 4),
+            "source": source.name,
+            "table": f"{source.schema}.{source.table}",
+            "rows": inv.rows,
+            "blobs": inv.blobs,
+            "already_migrated": inv.already_migrated,
+            "mb_as_stored": round(inv.bytes_as_stored / MB, 3),
+            "mb_decoded": round(inv.decoded_bytes / MB, 3),
+            "duplicates": inv.duplicates,
+            "undecodable": inv.undecodable,
+            "table_mb": round(inv.table_bytes / MB, 3),
+            "projected_monthly_saving_usd": round(inv.projected_monthly_saving_usd, 4),
         }
     )
 

@@ -4,6 +4,7 @@ so a day means the same thing to uploads, variants, backups, retention and usage
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 from pathlib import Path
 
@@ -48,4 +49,13 @@ def calendar_start(config: CalendarConfig | None = None) -> dt.date:
     from core.catalog.db import PROJECT_ROOT
 
     folder = Path(os.environ.get("MEDIA_PLATFORM_DATA_DIR") or PROJECT_ROOT / ".data").resolve()
-    return recorded_start(folder)
+    day = recorded_start(folder)
+    if os.environ.get("DATABASE_URL"):  # not the quick start: say so rather than guess silently
+        logging.getLogger(__name__).warning(
+            "%s sets no start_date: partitions start on %s, the day %s was first used; set start_date so "
+            "every host builds the same partitions",
+            config_path("calendar"),
+            day,
+            folder,
+        )
+    return day
