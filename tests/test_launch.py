@@ -5,54 +5,46 @@ And the README's command line for migrating one source works as written."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
-from sqlalchemy.engine import make_url
 
 from core.catalog.db import PROJECT_ROOT, get_engine
 from core.migration.checks import base64_left
 from tests.support.migration import create_legacy_tables, sources
-from tests.support.services import PostgresServer
 
 
 def test_demo_runs_carry_the_code_location_origin(
-    postgres_server: PostgresServer, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from orchestration.launch import LOCATION_NAME, create_run, launch_and_wait, workspace_context
 
-    instance_url = postgres_server.create_database()
-    try:
-        shutil.copyfile(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
-        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-        monkeypatch.setenv(
-            "DAGSTER_POSTGRES_URL",
-            make_url(instance_url).set(drivername="postgresql").render_as_string(hide_password=False),
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("MEDIA_PLATFORM_DATA_DIR", str(tmp_path / "data"))
+    create_legacy_tables(database_url, stories=1)
+    (tmp_path / "home").mkdir()
+    # A persistent instance (the run worker is another process); sqlite, so nothing outlives the test.
+    with (
+        DagsterInstance.local_temp(str(tmp_path / "home")) as instance,
+        workspace_context(instance) as workspace,
+    ):
+        run = create_run(
+            instance, workspace, "migration_inventory_job", {"execution": {"config": {"in_process": {}}}}
         )
-        monkeypatch.setenv("DATABASE_URL", database_url)
-        monkeypatch.setenv("MEDIA_PLATFORM_DATA_DIR", str(tmp_path / "data"))
-        create_legacy_tables(database_url, stories=1)
-        with DagsterInstance.get() as instance, workspace_context(instance) as workspace:
-            run = create_run(
-                instance, workspace, "migration_inventory_job", {"execution": {"config": {"in_process": {}}}}
-            )
-            finished = launch_and_wait(instance, workspace, run)
-            assert finished.status == DagsterRunStatus.SUCCESS
-            origin = finished.remote_job_origin
-            assert origin is not None
-            assert origin.location_name == LOCATION_NAME
-            assert origin.job_name == "migration_inventory_job"
-            location = workspace.get_code_location(LOCATION_NAME)
-            repository = next(iter(location.get_repositories().values()))
-            served = repository.get_full_job("migration_inventory_job")
-            assert finished.job_snapshot_id == served.identifying_job_snapshot_id  # same version as the UI's
-            assert [r.run_id for r in instance.get_runs()] == [finished.run_id]
-    finally:
-        postgres_server.drop_database(instance_url)
+        finished = launch_and_wait(instance, workspace, run)
+        assert finished.status == DagsterRunStatus.SUCCESS
+        origin = finished.remote_job_origin
+        assert origin is not None
+        assert origin.location_name == LOCATION_NAME
+        assert origin.job_name == "migration_inventory_job"
+        location = workspace.get_code_location(LOCATION_NAME)
+        repository = next(iter(location.get_repositories().values()))
+        served = repository.get_full_job("migration_inventory_job")
+        assert finished.job_snapshot_id == served.identifying_job_snapshot_id  # same version as the UI's
+        assert [r.run_id for r in instance.get_runs()] == [finished.run_id]
 
 
 README_COMMAND = "dagster asset materialize -m orchestration.definitions -a defs --select migration/stories"
