@@ -18,7 +18,7 @@ from dagster import (
 )
 
 from assets.partitions import REFERENCES_POOL
-from assets.sources import OWNER, SOURCES, legacy_table_key
+from assets.sources import OWNER, SOURCES, tables_read
 from core.migration.checks import SpaceReport, base64_left, live_bytes, verify_references
 from core.migration.engine import migrate_source
 from core.migration.inventory import inventory_source, table_size
@@ -64,7 +64,7 @@ def build_inventory_asset(source: BlobSource) -> AssetsDefinition:
     @asset(
         key=inventory_key(source),
         group_name=INVENTORY_GROUP,
-        deps=[legacy_table_key(source.schema, source.table)],
+        deps=tables_read(source),
         owners=[OWNER],
         kinds={"postgres", "python"},
         description=f"Source `{source.name}` ({source.schema}.{source.table}.{source.column}): rows, base64 "
@@ -113,7 +113,7 @@ def build_migration_asset(source: BlobSource) -> AssetsDefinition:
     @asset(
         key=key,
         group_name=GROUP,
-        deps=[legacy_table_key(source.schema, source.table)],
+        deps=tables_read(source),
         owners=[OWNER],
         kinds={"postgres", "s3", "python"},
         pool=REFERENCES_POOL,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dagster import AssetKey, AssetSpec
 
-from core.sources import SourcesConfig, load_sources_config
+from core.sources import BlobSource, SourcesConfig, load_sources_config
 
 OWNER = "team:data-platform"
 GROUP = "legacy_app"
@@ -23,13 +23,23 @@ def owners_table_key(config: SourcesConfig) -> AssetKey:
     return legacy_table_key(config.owners.schema, config.owners.table)
 
 
+def parent_table_key(source: BlobSource) -> AssetKey | None:
+    """The table an `owner_join` reads the owner from (e.g. albums for photos), if any."""
+    join = source.owner_join
+    return legacy_table_key(join.db_schema or source.schema, join.table) if join else None
+
+
+def tables_read(source: BlobSource) -> list[AssetKey]:
+    """What a source's inventory and migration read: its table, and the owner's parent table if joined."""
+    parent = parent_table_key(source)
+    return [legacy_table_key(source.schema, source.table), *([parent] if parent else [])]
+
+
 def source_table_keys(config: SourcesConfig) -> list[AssetKey]:
     """Every table the configuration names (owners first), each once, in configuration order."""
     keys = [owners_table_key(config)]
     for source in config.sources:
-        key = legacy_table_key(source.schema, source.table)
-        if key not in keys:
-            keys.append(key)
+        keys.extend(key for key in tables_read(source) if key not in keys)
     return keys
 
 
@@ -47,6 +57,16 @@ def build_source_specs(config: SourcesConfig) -> list[AssetSpec]:
         )
     }
     for source in config.sources:
+        parent = parent_table_key(source)
+        if parent is not None and parent not in specs:
+            specs[parent] = AssetSpec(
+                parent,
+                description=f"App table holding the owner of source `{source.name}`'s rows (owner_join).",
+                group_name=GROUP,
+                owners=[OWNER],
+                kinds={"postgres"},
+                metadata={"table": ".".join(parent.path[1:]), "role": "owner parent"},
+            )
         key = legacy_table_key(source.schema, source.table)
         columns = [s for s in config.sources if (s.schema, s.table) == (source.schema, source.table)]
         if key in specs:

@@ -21,6 +21,7 @@ from orchestration.sensors import media_automation, upload_sensor
 from orchestration.usage import usage_jobs
 from orchestration.variants import process_uploads_job, variants_job
 from resources.settings import build_resources
+from schedules.backups import backup_schedules
 from schedules.retention import retention_daily_schedule
 
 
@@ -50,7 +51,7 @@ def build_definitions() -> Definitions:
             gdpr_export_job,
             gdpr_delete_job,
         ],
-        schedules=[retention_daily_schedule],
+        schedules=[*backup_schedules, retention_daily_schedule],
         sensors=[upload_sensor, media_automation, *alert_sensors],
         resources=build_resources(),
     )

@@ -39,6 +39,8 @@ sources:
   - {name: photos, table: photos, primary_key: id, owner_column: account_id, column: body, format: base64}
   - {name: album_covers, table: albums, primary_key: id, owner_column: account_id, column: cover,
      format: jsonb, json_path: "cover.data", schema: media}
+  - {name: tagged, table: tags, primary_key: id, column: icon, format: base64,
+     owner_join: {via: album_id, table: albums, column: account_id, schema: media}}
 """
 
 LIST_GRAPH = """
@@ -72,10 +74,11 @@ def test_the_graph_shows_the_configured_tables_of_another_config_dir(
     assert result.returncode == 0, result.stderr[-3000:]
     graph = dict(line.split(" <- ") for line in result.stdout.splitlines() if " <- " in line)
     legacy = sorted(key for key in graph if key.startswith("legacy/"))
-    assert legacy == ["legacy/app/accounts", "legacy/app/photos", "legacy/media/albums"]
+    assert legacy == ["legacy/app/accounts", "legacy/app/photos", "legacy/app/tags", "legacy/media/albums"]
     assert graph["migration/photos"] == "legacy/app/photos"
     assert graph["migration/album_covers"] == "legacy/media/albums"
     assert graph["migration/inventory/album_covers"] == "legacy/media/albums"
+    assert graph["migration/tagged"] == "legacy/app/tags,legacy/media/albums"  # its table and the owner's
     assert "legacy/app/accounts" in graph["retention/sweep"].split(",")
     assert "start 2025-06-01" in result.stdout  # the configured calendar
 
