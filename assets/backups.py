@@ -30,6 +30,7 @@ from core.backups.retention import apply_retention
 from core.backups.settings import load_settings
 from core.backups.verify import verify_backups
 from core.objectstore.retry import report_store_stats
+from orchestration.lineage import run_lineage
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
 
@@ -163,6 +164,7 @@ def object_backup(
         workers=settings.copy_workers,
         run_id=context.run.run_id,
         read_share=1.0 if config.read_all else settings.sample_share,
+        lineage=run_lineage(context),
     )
     for problem in result.problems:
         context.log.warning(f"object backup problem: {problem}")
@@ -220,6 +222,7 @@ def backup_kept_set(
         settings.retention,
         dry_run=config.dry_run,
         run_id=context.run.run_id,
+        lineage=run_lineage(context),
     )
     rows = "\n".join(
         f"| {d.backup.kind} | {d.backup.backup_date} | {d.backup.status} | {'keep' if d.keep else 'expire'} "

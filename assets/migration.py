@@ -25,6 +25,7 @@ from core.migration.inventory import inventory_source, table_size
 from core.migration.settings import load_migration_config
 from core.objectstore.retry import report_store_stats
 from core.sources import BlobSource, SourcesConfig, check_against_database
+from orchestration.lineage import run_lineage
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
 
@@ -162,7 +163,9 @@ def migration_result(
     store = object_store.store()
     with engine.connect() as conn:
         size_before = table_size(conn, source)
-    stats = migrate_source(engine, store, source, settings=config.engine, run_id=context.run_id)
+    stats = migrate_source(
+        engine, store, source, settings=config.engine, run_id=context.run_id, lineage=run_lineage(context)
+    )
     context.log.info(f"{source.name}: {stats}")
 
     left = base64_left(engine, source)

@@ -22,6 +22,7 @@ from assets.sources import OWNER, UPLOADS_AREA_KEY
 from core.imaging import load_variant_plan
 from core.objectstore.retry import report_store_stats
 from core.uploads import UploadStats, pending_uploads, percentile, process_uploads
+from orchestration.lineage import run_lineage
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
 
@@ -89,6 +90,7 @@ def processed_uploads(
         upload_ids=config.upload_ids or None,
         day=day,
         run_id=context.run_id,
+        lineage=run_lineage(context),
     )
     context.log.info(
         f"{stats.uploads} uploads: {stats.accepted} accepted, {stats.rejected} rejected, "

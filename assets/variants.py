@@ -43,6 +43,7 @@ from core.variants import (
     split_batches,
     variant_set_gaps,
 )
+from orchestration.lineage import run_lineage
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
 
@@ -102,6 +103,7 @@ def plan_variant_batches(context: OpExecutionContext, config: VariantRunConfig, 
 
 @op
 def render_variant_batch(
+    context: OpExecutionContext,
     config: VariantRunConfig,
     postgres: PostgresResource,
     object_store: ObjectStoreResource,
@@ -109,7 +111,12 @@ def render_variant_batch(
 ) -> dict:
     store = object_store.store()
     stats = process_batch(
-        store, postgres.engine(), batch, load_variant_plan(), retry_failed=config.retry_failed
+        store,
+        postgres.engine(),
+        batch,
+        load_variant_plan(),
+        retry_failed=config.retry_failed,
+        lineage=run_lineage(context, IMAGE_VARIANTS_KEY),
     )
     return {**stats.__dict__, STORE_COUNTS: stats_of(store).counts()}
 

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from core.catalog.models import ObjectReference, QuarantineRecord, StoredObject
 from core.keys import original_key
+from core.lineage import NO_RUN, RunLineage
 from core.media_types import MediaInfo
 from core.objectstore.base import ChecksumMismatch, ObjectInfo, ObjectStore, ObjectStoreError
 from core.objectstore.retry import retry_transient
@@ -88,7 +89,13 @@ def _holds(found: ObjectInfo | None, size: int, sha256: str) -> bool:
 
 
 def upsert_object(
-    conn: sa.Connection, blob: StoredBlob, info: MediaInfo, provider: str, *, store: ObjectStore
+    conn: sa.Connection,
+    blob: StoredBlob,
+    info: MediaInfo,
+    provider: str,
+    *,
+    store: ObjectStore,
+    lineage: RunLineage = NO_RUN,
 ) -> int:
     """The catalog row for this content (one per SHA-256); revives it if retention had deleted it.
 
@@ -98,6 +105,8 @@ def upsert_object(
     is not, the object is confirmed again while the lock is held (a purge locks the row and re-reads its
     status before deleting bytes, so none can run in between) and the row revived only if the bytes are
     there. If they are gone, ObjectVanished: the caller's transaction rolls back and it uploads again.
+    `lineage` is recorded on a new or revived row; identical content found already stored keeps the run
+    that first stored it.
     """
     stmt = (
         insert(StoredObject)
@@ -112,6 +121,7 @@ def upsert_object(
             storage_key=blob.key,
             provider=provider,
             status="verified",
+            **lineage.columns(),
         )
         .on_conflict_do_update(
             index_elements=[StoredObject.sha256],
@@ -128,7 +138,7 @@ def upsert_object(
     revived = conn.execute(
         sa.update(StoredObject)
         .where(StoredObject.sha256 == blob.sha256)
-        .values(status="verified", deleted_at=None, storage_key=blob.key)
+        .values(status="verified", deleted_at=None, storage_key=blob.key, **lineage.columns())
         .returning(StoredObject.id)
     ).scalar_one()
     return int(revived)
@@ -146,8 +156,10 @@ def upsert_reference(
     json_path: str = "",
     source_schema: str = "",
     source_column: str = "",
+    lineage: RunLineage = NO_RUN,
 ) -> int:
-    """Record that this place refers to `object_id` (every owner's reference is kept).
+    """Record that this place refers to `object_id` (every owner's reference is kept); `lineage` is the
+    run that (re)wrote the reference.
 
     A place is (source, schema, table, column, primary key, JSON path): two sources on one table or
     same-named tables in two schemas are different places. Schema and column stay "" for places that
@@ -164,10 +176,11 @@ def upsert_reference(
             source_column=source_column,
             source_pk=source_pk,
             json_path=json_path,
+            **lineage.columns(),
         )
         .on_conflict_do_update(
             constraint="uq_object_references_origin",
-            set_={"object_id": object_id, "owner_id": owner_id, "released_at": None},
+            set_={"object_id": object_id, "owner_id": owner_id, "released_at": None, **lineage.columns()},
         )
         .returning(ObjectReference.id)
     )
@@ -185,12 +198,12 @@ def record_quarantine(
     reason: str,
     sha256: str | None = None,
     size_bytes: int | None = None,
-    run_id: str | None = None,
     source_schema: str = "",
     source_column: str = "",
+    lineage: RunLineage = NO_RUN,
 ) -> None:
-    """Say which input was refused and why; a rerun updates the record instead of duplicating it.
-    Identified like a reference (see upsert_reference)."""
+    """Say which input was refused and why; a rerun updates the record (and its run) instead of
+    duplicating it. Identified like a reference (see upsert_reference)."""
     values = {
         "source_name": source_name,
         "source_schema": source_schema,
@@ -202,12 +215,14 @@ def record_quarantine(
         "reason": reason,
         "sha256": sha256,
         "size_bytes": size_bytes,
-        "run_id": run_id,
+        **lineage.columns(),
     }
     stmt = insert(QuarantineRecord).values(**values)
     stmt = stmt.on_conflict_do_update(
         constraint="uq_quarantine_origin",
-        set_={k: stmt.excluded[k] for k in ("reason_code", "reason", "sha256", "size_bytes", "run_id")},
+        set_={
+            k: stmt.excluded[k] for k in ("reason_code", "reason", "sha256", "size_bytes", *lineage.columns())
+        },
     )
     conn.execute(stmt)
 

@@ -46,6 +46,7 @@ from core.ingest import (
     upsert_reference,
 )
 from core.keys import upload_key
+from core.lineage import RunLineage
 from core.media_types import MediaInfo, MediaRejected, inspect_media
 from core.objectstore.base import ObjectInfo, ObjectStore, ObjectStoreError, sha256_hex
 from core.objectstore.retry import retry_transient
@@ -372,7 +373,7 @@ def _reject(
     *,
     data: bytes | None,
     info: ObjectInfo | None,
-    run_id: str | None,
+    lineage: RunLineage,
 ) -> None:
     with engine.begin() as conn:
         record_quarantine(
@@ -385,7 +386,7 @@ def _reject(
             reason=reason,
             sha256=sha256_hex(data) if data else None,
             size_bytes=len(data) if data is not None else None,
-            run_id=run_id,
+            lineage=lineage,
         )
         conn.execute(
             sa.update(Upload)
@@ -423,15 +424,18 @@ def process_uploads(
     upload_ids: list[int] | None = None,
     day: dt.date | None = None,
     run_id: str | None = None,
+    lineage: RunLineage | None = None,
 ) -> UploadStats:
     """Validate a batch of uploads, store the valid ones as content-addressed originals with their
-    variants, quarantine the rest with the reason; one bad upload never stops the batch."""
+    variants, quarantine the rest with the reason; one bad upload never stops the batch. Catalog rows
+    record `lineage` (the run, asset and partition; by default just `run_id`)."""
+    lineage = lineage or RunLineage(run_id=run_id)
     started = time.perf_counter()
     stats = UploadStats()
     for row in uploads_to_process(engine, upload_ids=upload_ids, day=day):
         stats.uploads += 1
         try:
-            _process_one(engine, store, plan, row, stats, run_id)
+            _process_one(engine, store, plan, row, stats, lineage)
         except ObjectStoreError as exc:
             # Storage still failing after retries: back to `confirmed` so the next tick re-batches it.
             logger.warning("upload %s deferred: %s", row.upload_key, exc)
@@ -452,13 +456,14 @@ def _catalog_upload(
     info: MediaInfo,
     owner_id: str,
     upload_id: int,
+    lineage: RunLineage,
 ) -> tuple[int, StoredBlob]:
     """Store (or find) the original and record it; uploads again if retention purged it in between."""
     for attempt in range(3):
         blob = store_verified(store, data, sha256, info)
         try:
             with engine.begin() as conn:
-                object_id = upsert_object(conn, blob, info, store.provider, store=store)
+                object_id = upsert_object(conn, blob, info, store.provider, store=store, lineage=lineage)
                 upsert_reference(
                     conn,
                     object_id=object_id,
@@ -467,6 +472,7 @@ def _catalog_upload(
                     source_name=SOURCE_NAME,
                     source_table="uploads",
                     source_pk=str(upload_id),
+                    lineage=lineage,
                 )
             return object_id, blob
         except ObjectVanished:
@@ -481,10 +487,10 @@ def _process_one(
     plan: VariantPlan,
     row: sa.Row,
     stats: UploadStats,
-    run_id: str | None,
+    lineage: RunLineage,
 ) -> None:
     def reject(code: str, reason: str, data: bytes | None = None, info: ObjectInfo | None = None) -> None:
-        _reject(engine, row, code, reason, data=data, info=info, run_id=run_id)
+        _reject(engine, row, code, reason, data=data, info=info, lineage=lineage)
         stats.rejected += 1
         stats.rejected_by_reason[code] = stats.rejected_by_reason.get(code, 0) + 1
 
@@ -517,10 +523,12 @@ def _process_one(
         reject(exc.code, exc.reason, data, head)
         return
     sha256 = sha256_hex(data)
-    object_id, blob = _catalog_upload(engine, store, data, sha256, info, row.owner_id, row.id)
+    object_id, blob = _catalog_upload(engine, store, data, sha256, info, row.owner_id, row.id, lineage)
     if rendered is not None:
         original = Original(object_id, sha256, blob.key, blob.size, info.mime_type)
-        stats.variants.merge(process_original(store, engine, original, plan, prerendered=rendered))
+        stats.variants.merge(
+            process_original(store, engine, original, plan, prerendered=rendered, lineage=lineage)
+        )
     else:
         stats.documents += 1
     with engine.begin() as conn:

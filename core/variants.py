@@ -30,6 +30,7 @@ from core.imaging import (
     render_variants,
 )
 from core.keys import variant_key
+from core.lineage import NO_RUN, RunLineage
 from core.objectstore.base import ObjectStore, ObjectStoreError
 from core.objectstore.retry import retry_transient
 
@@ -168,7 +169,7 @@ def specs_to_render(
     return [spec for spec in plan.specs if (spec.name, spec.spec_hash) not in have]
 
 
-def _row(original_id: int, spec: VariantSpec, **values: object) -> dict[str, object]:
+def _row(original_id: int, spec: VariantSpec, lineage: RunLineage, **values: object) -> dict[str, object]:
     row: dict[str, object] = {
         "parent_object_id": original_id,
         "variant_name": spec.name,
@@ -182,6 +183,7 @@ def _row(original_id: int, spec: VariantSpec, **values: object) -> dict[str, obj
         "height": None,
         "error": None,
         "deleted_at": None,
+        **lineage.columns(),
     }
     row.update(values)
     return row
@@ -222,11 +224,13 @@ def process_original(
     retry_failed: bool = False,
     pool: ThreadPoolExecutor | None = None,
     prerendered: RenderResult | None = None,
+    lineage: RunLineage = NO_RUN,
 ) -> VariantStats:
     """Render and store the variants `original` lacks, then record them in one transaction.
 
     Decode/encode failures become `failed` rows with the error; storage errors are retried and, if
-    they persist, nothing is recorded so the next run picks the original up again.
+    they persist, nothing is recorded so the next run picks the original up again. Each row records
+    `lineage`, the run (asset, partition) that rendered it.
     """
     stats = VariantStats(images=1)
     with engine.connect() as conn:
@@ -256,7 +260,7 @@ def process_original(
         logger.warning("variants of object %s deferred: %s", original.id, exc)
         return stats
     except ImageDecodeError as exc:
-        rows = [_row(original.id, spec, error=f"{exc.code}: {exc.reason}") for spec in specs]
+        rows = [_row(original.id, spec, lineage, error=f"{exc.code}: {exc.reason}") for spec in specs]
         with engine.begin() as conn:
             upsert_variant_rows(conn, rows)
         stats.images_failed += 1
@@ -284,6 +288,7 @@ def process_original(
                 _row(
                     original.id,
                     v.spec,
+                    lineage,
                     status="ready",
                     storage_key=keys[v.spec.name],
                     sha256=v.sha256,
@@ -303,7 +308,15 @@ def process_original(
                     stats.bytes_avif += len(v.data)
         else:
             rows.append(
-                _row(original.id, v.spec, status="skipped", width=v.width, height=v.height, error=v.reason)
+                _row(
+                    original.id,
+                    v.spec,
+                    lineage,
+                    status="skipped",
+                    width=v.width,
+                    height=v.height,
+                    error=v.reason,
+                )
             )
             stats.variants_skipped += 1
     with engine.begin() as conn:
@@ -318,6 +331,7 @@ def process_batch(
     plan: VariantPlan,
     *,
     retry_failed: bool = False,
+    lineage: RunLineage = NO_RUN,
 ) -> VariantStats:
     """Variants for a batch of originals, one at a time (bounded memory); storage puts overlap in a
     small thread pool because they are I/O-bound."""
@@ -325,7 +339,11 @@ def process_batch(
     total = VariantStats()
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="variant-put") as pool:
         for original in load_originals(engine, ids):
-            total.merge(process_original(store, engine, original, plan, retry_failed=retry_failed, pool=pool))
+            total.merge(
+                process_original(
+                    store, engine, original, plan, retry_failed=retry_failed, pool=pool, lineage=lineage
+                )
+            )
     total.seconds = time.perf_counter() - started
     return total
 

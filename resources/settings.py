@@ -21,7 +21,9 @@ local object store), so a fresh machine needs no server or cloud account. Secret
 - ALERT_WEBHOOK_URL (secret): Slack-compatible webhook for failed checks and runs (orchestration/alerts.py).
 - ALERT_EMAIL_TO, ALERT_EMAIL_FROM, SMTP_HOST, SMTP_PORT (25), SMTP_USERNAME, SMTP_PASSWORD (secret),
   SMTP_STARTTLS (`true`/`false`): alert e-mails. Neither webhook nor recipients: alerts go nowhere, and
-  the alert sensor says so on every tick. DAGSTER_UI_URL: the UI address used in alert links.
+  the alert sensor says so on every tick. DAGSTER_UI_URL: the UI address used in alert links and in
+  `python -m orchestration.lineage`'s run links (unset: http://localhost:3000 in the quick start, no
+  links otherwise).
 """
 
 from __future__ import annotations
@@ -134,6 +136,12 @@ def backup_store_resource() -> ObjectStoreResource:
         signing_secret=_signing_secret(),
         public_base_url=os.environ.get("MEDIA_PUBLIC_BASE_URL", "http://localhost:8080/media"),
     )
+
+
+def ui_base_url() -> str | None:
+    """The Dagster UI's address for run links: DAGSTER_UI_URL, or `dagster dev`'s local address in the
+    quick start (embedded Postgres); None in production without it, so no link points at a wrong host."""
+    return os.environ.get("DAGSTER_UI_URL") or ("http://localhost:3000" if uses_embedded_postgres() else None)
 
 
 def alerts_resource() -> AlertsResource:

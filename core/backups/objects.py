@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from core.backups.verify import in_sample, sample_groups
 from core.catalog.db import get_engine
 from core.catalog.models import Backup, BackupObjectCopy
+from core.lineage import RunLineage
 from core.objectstore.base import (
     ObjectNotFound,
     ObjectStore,
@@ -177,13 +178,16 @@ def run_object_backup(
     run_id: str | None = None,
     batch_size: int = 500,
     read_share: float = 1.0,
+    lineage: RunLineage | None = None,
 ) -> ObjectBackupResult:
     """Back up the objects of `day`; the catalog row ends verified only if every listed object is in the
     backup location with its checksum. Problems (a missing or corrupt source) are recorded, not fatal.
 
     After copying, every listed copy is checked by HEAD and a `read_share` sample of them (1.0: all) by
     re-reading its bytes; a copy found missing or corrupt is copied again from the source and re-checked.
+    Copies made record `lineage` (run, asset, partition; by default just `run_id`).
     """
+    lineage = lineage or RunLineage(run_id=run_id)
     engine = get_engine(database_url)
     started = datetime.now(UTC)
     with engine.begin() as conn:
@@ -204,12 +208,18 @@ def run_object_backup(
                 for entry in objects_of_day(read_conn, day):
                     batch.append(entry)
                     if len(batch) >= batch_size:
-                        _copy_batch(engine, source, backup, batch, backup_id, pool, work_dir, result, entries)
+                        _copy_batch(
+                            engine, source, backup, batch, backup_id, pool, work_dir, result, entries, lineage
+                        )
                         batch = []
                 if batch:
-                    _copy_batch(engine, source, backup, batch, backup_id, pool, work_dir, result, entries)
+                    _copy_batch(
+                        engine, source, backup, batch, backup_id, pool, work_dir, result, entries, lineage
+                    )
         # Every listed object must now be in the backup location with the right checksum.
-        _check_and_repair(engine, source, backup, entries, backup_id, day, read_share, workers, result)
+        _check_and_repair(
+            engine, source, backup, entries, backup_id, day, read_share, workers, result, lineage
+        )
         manifest = {
             "kind": "objects",
             "backup_id": backup_id,
@@ -280,6 +290,7 @@ def _copy_batch(
     work_dir: Path,
     result: ObjectBackupResult,
     entries: list[dict[str, Any]],
+    lineage: RunLineage,
 ) -> None:
     with engine.connect() as conn:
         present = _already_copied(conn, sorted({e.sha256 for e in batch}))
@@ -315,6 +326,7 @@ def _copy_batch(
                 "backup_key": copy_key(entry.sha256),
                 "size_bytes": size,
                 "first_backup_id": backup_id,
+                **lineage.columns(),
             }
         )
     if copied_rows:
@@ -352,6 +364,7 @@ def _check_and_repair(
     read_share: float,
     workers: int,
     result: ObjectBackupResult,
+    lineage: RunLineage,
 ) -> None:
     groups = sample_groups(read_share)
     work_dir = Path(tempfile.gettempdir())
@@ -396,7 +409,7 @@ def _check_and_repair(
     if broken:
         rows = [
             {"sha256": e["sha256"], "backup_key": e["backup_key"], "size_bytes": int(e["size_bytes"]),
-             "first_backup_id": backup_id}
+             "first_backup_id": backup_id, **lineage.columns()}
             for e in broken
             if e["sha256"] not in problems
         ]  # fmt: skip

@@ -20,6 +20,7 @@ from core.backups.database import dump_manifest_key
 from core.backups.settings import RetentionPolicy
 from core.catalog.db import get_engine
 from core.catalog.models import Backup, BackupObjectCopy, RetentionAudit
+from core.lineage import RunLineage
 from core.objectstore.base import ObjectStore
 
 POLICY_NAME = "backup_retention"
@@ -147,8 +148,11 @@ def apply_retention(
     dry_run: bool = True,
     run_id: str = "manual",
     now: datetime | None = None,
+    lineage: RunLineage | None = None,
 ) -> RetentionResult:
-    """Plan and (unless `dry_run`) carry out backup retention; every expiry is written to the audit."""
+    """Plan and (unless `dry_run`) carry out backup retention; every expiry is written to the audit,
+    with `lineage` (run, asset, partition; by default just `run_id`)."""
+    lineage = lineage or RunLineage(run_id=run_id)
     now = now or datetime.now(UTC)
     engine = get_engine(database_url)
     with engine.connect() as conn:
@@ -183,7 +187,7 @@ def apply_retention(
         bytes_freed += int(backup.size_bytes or 0)
         audit.append(
             _audit_row(
-                run_id,
+                lineage,
                 action,
                 "backup",
                 str(backup.id),
@@ -212,7 +216,7 @@ def apply_retention(
             copy_bytes += int(row.size_bytes)
             audit.append(
                 _audit_row(
-                    run_id,
+                    lineage,
                     action,
                     "backup",
                     f"copy:{row.sha256.strip()}",
@@ -231,7 +235,7 @@ def apply_retention(
 
 
 def _audit_row(
-    run_id: str,
+    lineage: RunLineage,
     action: str,
     target_type: str,
     target_id: str,
@@ -241,7 +245,7 @@ def _audit_row(
     dry_run: bool,
 ) -> dict[str, object]:
     return {
-        "run_id": run_id,
+        **lineage.columns(),
         "policy": POLICY_NAME,
         "action": action,
         "target_type": target_type,

@@ -59,6 +59,10 @@ class StoredObject(Base):
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
     deleted_at: Mapped[datetime | None] = mapped_column(TZ)
     last_accessed_at: Mapped[datetime | None] = mapped_column(TZ)
+    #: the run (asset, partition) that produced this row; NULL = before lineage was recorded (0008_lineage)
+    run_id: Mapped[str | None] = mapped_column(sa.Text)
+    asset_key: Mapped[str | None] = mapped_column(sa.Text)
+    partition_key: Mapped[str | None] = mapped_column(sa.Text)
 
     __table_args__ = (
         sa.CheckConstraint("status IN ('verified', 'deleted')", name="status"),
@@ -90,6 +94,10 @@ class ObjectReference(Base):
     source_deleted_at: Mapped[datetime | None] = mapped_column(TZ)  # soft-delete seen in the source row
     expires_at: Mapped[datetime | None] = mapped_column(TZ)  # generated documents
     released_at: Mapped[datetime | None] = mapped_column(TZ)  # the reference no longer holds the object
+    #: the run (asset, partition) that produced this row; NULL = before lineage was recorded (0008_lineage)
+    run_id: Mapped[str | None] = mapped_column(sa.Text)
+    asset_key: Mapped[str | None] = mapped_column(sa.Text)
+    partition_key: Mapped[str | None] = mapped_column(sa.Text)
 
     __table_args__ = (
         sa.UniqueConstraint(*IDENTITY_COLUMNS, name="uq_object_references_origin"),
@@ -153,6 +161,10 @@ class Variant(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
     deleted_at: Mapped[datetime | None] = mapped_column(TZ)
+    #: the run (asset, partition) that produced this row; NULL = before lineage was recorded (0008_lineage)
+    run_id: Mapped[str | None] = mapped_column(sa.Text)
+    asset_key: Mapped[str | None] = mapped_column(sa.Text)
+    partition_key: Mapped[str | None] = mapped_column(sa.Text)
 
     __table_args__ = (
         sa.UniqueConstraint("parent_object_id", "variant_name", name="uq_variants_parent_name"),
@@ -177,6 +189,9 @@ class QuarantineRecord(Base):
     sha256: Mapped[str | None] = mapped_column(sa.CHAR(64))
     size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
     run_id: Mapped[str | None] = mapped_column(sa.Text)
+    #: asset and partition of `run_id`'s run; NULL = before lineage was recorded (0008_lineage)
+    asset_key: Mapped[str | None] = mapped_column(sa.Text)
+    partition_key: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
 
     __table_args__ = (sa.UniqueConstraint(*IDENTITY_COLUMNS, name="uq_quarantine_origin"),)
@@ -230,6 +245,10 @@ class BackupObjectCopy(Base):
     size_bytes: Mapped[int] = mapped_column(sa.BigInteger)
     first_backup_id: Mapped[int | None] = mapped_column(sa.ForeignKey("backups.id"))
     copied_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
+    #: the run (asset, partition) that produced this row; NULL = before lineage was recorded (0008_lineage)
+    run_id: Mapped[str | None] = mapped_column(sa.Text)
+    asset_key: Mapped[str | None] = mapped_column(sa.Text)
+    partition_key: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class LegalHold(Base):
@@ -266,6 +285,9 @@ class RetentionAudit(Base):
     reason: Mapped[str | None] = mapped_column(sa.Text)
     dry_run: Mapped[bool] = mapped_column(sa.Boolean)
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
+    #: asset and partition of `run_id`'s run; NULL = before lineage was recorded (0008_lineage)
+    asset_key: Mapped[str | None] = mapped_column(sa.Text)
+    partition_key: Mapped[str | None] = mapped_column(sa.Text)
 
     __table_args__ = (
         sa.Index("ix_retention_audit_policy_created", "policy", "created_at"),

@@ -48,6 +48,7 @@ from core.ingest import (
     upsert_object,
     upsert_reference,
 )
+from core.lineage import RunLineage
 from core.media_types import (
     DEFAULT_MAX_BYTES,
     MediaInfo,
@@ -366,12 +367,15 @@ class SourceMigrator:
         settings: MigrationSettings | None = None,
         run_id: str | None = None,
         on_event: EventHook | None = None,
+        lineage: RunLineage | None = None,
     ) -> None:
         self.engine = engine
         self.store = store
         self.source = source
         self.settings = settings or MigrationSettings()
         self.run_id = run_id
+        # what the catalog rows record: the run, and the asset/partition when the caller knows them
+        self.lineage = lineage or RunLineage(run_id=run_id)
         self.on_event = on_event or (lambda _event: None)
         self.stats = MigrationStats(source=source.name)
         self._budget = _ByteBudget(self.settings.in_flight_bytes)
@@ -584,6 +588,7 @@ class SourceMigrator:
                     **source.identity,
                     source_pk=pk,
                     json_path=path,
+                    lineage=self.lineage,
                 )
                 self.stats.references_restored += 1
 
@@ -631,7 +636,9 @@ class SourceMigrator:
         try:
             with self.engine.begin() as conn:
                 for item in unowned:
-                    upsert_object(conn, item.blob, item.info, self.store.provider, store=self.store)
+                    upsert_object(
+                        conn, item.blob, item.info, self.store.provider, store=self.store, lineage=self.lineage
+                    )
                 replacements: list[tuple[str, str]] = []
                 known = 0
                 # Content the catalog already had (or an earlier blob of this row adds): stored once.
@@ -650,7 +657,12 @@ class SourceMigrator:
                     known += item.blob.sha256 in seen
                     seen.add(item.blob.sha256)
                     object_id = upsert_object(
-                        conn, item.blob, item.info, self.store.provider, store=self.store
+                        conn,
+                        item.blob,
+                        item.info,
+                        self.store.provider,
+                        store=self.store,
+                        lineage=self.lineage,
                     )
                     upsert_reference(
                         conn,
@@ -660,6 +672,7 @@ class SourceMigrator:
                         **source.identity,
                         source_pk=pk_text,
                         json_path=item.path,
+                        lineage=self.lineage,
                     )
                     replacements.append(
                         (item.path, make_reference(source.reference, item.blob.key, object_id))
@@ -683,7 +696,7 @@ class SourceMigrator:
                         reason=item.reason,
                         sha256=item.sha256,
                         size_bytes=item.size,
-                        run_id=self.run_id,
+                        lineage=self.lineage,
                     )
                 if replacements:
                     whole = streamed.rebuild(replacements) if streamed is not None else None
@@ -744,6 +757,10 @@ def migrate_source(
     settings: MigrationSettings | None = None,
     run_id: str | None = None,
     on_event: EventHook | None = None,
+    lineage: RunLineage | None = None,
 ) -> MigrationStats:
-    """Run one (possibly resumed) pass over `source`; see the module docstring."""
-    return SourceMigrator(engine, store, source, settings=settings, run_id=run_id, on_event=on_event).run()
+    """Run one (possibly resumed) pass over `source`; see the module docstring. `lineage` (run, asset,
+    partition) is recorded on the catalog rows written; by default just `run_id`."""
+    return SourceMigrator(
+        engine, store, source, settings=settings, run_id=run_id, on_event=on_event, lineage=lineage
+    ).run()

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from core.catalog.models import CATALOG_SCHEMA as C
 from core.ingest import StoredBlob, upsert_object, upsert_reference
 from core.keys import build_key, safe_segment
+from core.lineage import RunLineage
 from core.media_types import MediaInfo
 from core.objectstore.base import ObjectNotFound, ObjectStore
 from core.retention import actions
@@ -182,7 +183,12 @@ def export_owner(
         store.put_file(key, archive, sha256=sha256, content_type=ZIP_INFO.mime_type)
     with engine.begin() as conn:
         object_id = upsert_object(
-            conn, StoredBlob(key, sha256, size, uploaded=True), ZIP_INFO, store.provider, store=store
+            conn,
+            StoredBlob(key, sha256, size, uploaded=True),
+            ZIP_INFO,
+            store.provider,
+            store=store,
+            lineage=RunLineage(run_id=run_id),
         )
         ref_id = upsert_reference(
             conn,
@@ -192,6 +198,7 @@ def export_owner(
             source_name=EXPORT_SOURCE,
             source_table="gdpr_exports",
             source_pk=run_id,
+            lineage=RunLineage(run_id=run_id),
         )
         conn.execute(
             sa.text(f"UPDATE {C}.object_references SET expires_at = :e WHERE id = :id"),
