@@ -293,3 +293,84 @@ def test_lineage_of_raises_for_nothing_found(database_url: str) -> None:
         pytest.raises(UnknownTarget, match="nothing in the catalog"),
     ):
         lineage_of(conn, "f" * 64, ui_base_url=None)
+
+
+def test_rows_written_before_lineage_are_carried_over_as_not_recorded(database_url: str) -> None:
+    """0008_lineage on a catalog built by the revision before it: every row stays, its lineage is NULL
+    ("before lineage was recorded"), the run ids quarantine and audit rows had are kept, and the
+    command reads them."""
+    from alembic.script import ScriptDirectory
+
+    from core.catalog.db import alembic_config, upgrade_catalog
+    from core.lineage import render_text
+
+    previous = ScriptDirectory.from_config(alembic_config(database_url)).get_revision("0008_lineage")
+    upgrade_catalog(database_url, str(previous.down_revision))
+    sha = "ab" * 32
+    key = f"originals/ab/ab/{sha}.png"
+    engine = get_engine(database_url)
+    with engine.begin() as conn:
+        object_id = conn.execute(
+            sa.text(
+                f"""INSERT INTO {C}.stored_objects
+                        (sha256, size_bytes, mime_type, kind, storage_key, provider, status)
+                    VALUES (:s, 10, 'image/png', 'image', :k, 'local', 'deleted') RETURNING id"""
+            ),
+            {"s": sha, "k": key},
+        ).scalar_one()
+        conn.execute(
+            sa.text(
+                f"""INSERT INTO {C}.object_references (object_id, owner_id, origin, source_name, source_table,
+                        source_pk, json_path, released_at) VALUES (:o, '7', 'migration', 'stories', 'stories',
+                        '5', 'images[0].data', now())"""
+            ),
+            {"o": object_id},
+        )
+        conn.execute(
+            sa.text(
+                f"""INSERT INTO {C}.variants (parent_object_id, variant_name, spec_hash, status, storage_key)
+                    VALUES (:o, 'thumb_150', 'h', 'ready', 'variants/ab/ab/x/thumb_150.webp')"""
+            ),
+            {"o": object_id},
+        )
+        conn.execute(
+            sa.text(
+                f"INSERT INTO {C}.backup_object_copies (sha256, backup_key, size_bytes) "
+                "VALUES (:s, 'objects/x', 10)"
+            ),
+            {"s": sha},
+        )
+        conn.execute(
+            sa.text(
+                f"""INSERT INTO {C}.retention_audit
+                        (run_id, policy, action, target_type, target_id, storage_key, owner_id, dry_run)
+                    VALUES ('old-sweep', 'orphaned_objects', 'deleted', 'object', :o, :k, '7', false)"""
+            ),
+            {"o": str(object_id), "k": key},
+        )
+        conn.execute(
+            sa.text(
+                f"""INSERT INTO {C}.quarantine (source_name, source_table, source_pk, json_path, reason_code,
+                        reason, run_id) VALUES ('stories', 'stories', '5', 'images[1].data', 'corrupt_base64',
+                        'not base64', 'old-migration')"""
+            )
+        )
+    upgrade_catalog(database_url)
+    with engine.connect() as conn:
+        for table in ("stored_objects", "object_references", "variants", "backup_object_copies"):
+            row = conn.execute(
+                sa.text(f"SELECT count(*), count(run_id), count(asset_key) FROM {C}.{table}")
+            ).one()
+            assert tuple(row) == (1, 0, 0), table
+        for table, run in (("retention_audit", "old-sweep"), ("quarantine", "old-migration")):
+            row = conn.execute(sa.text(f"SELECT run_id, asset_key, partition_key FROM {C}.{table}")).one()
+            assert tuple(row) == (run, None, None), table
+        report = lineage_of(conn, key, ui_base_url=UI)
+        place = lineage_of(conn, "stories:5", ui_base_url=UI)
+    (obj,) = report.objects
+    assert obj.stored is not None and obj.stored.run is None
+    assert {e.event for e in obj.events} == {"stored", "reference", "variant", "backup_copy", "retention"}
+    (deleted,) = obj.of("retention")
+    assert deleted.run is not None and deleted.run.url == f"{UI}/runs/old-sweep"
+    assert "run not recorded (before lineage was recorded)" in render_text(report)
+    assert [e.event for e in place.unattached] == ["quarantine"]
