@@ -26,6 +26,7 @@ from core.objectstore.retry import report_store_stats
 from core.retention.policies import load_retention_config
 from core.retention.sweep import SweepReport, referenced_but_deleted, run_sweep
 from core.sources import load_sources_config
+from orchestration.lineage import run_lineage
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
 
@@ -102,12 +103,15 @@ def retention_sweep(
     object_store: ObjectStoreResource,
 ) -> MaterializeResult:
     store = object_store.store()
+    lineage = run_lineage(context)
     report = run_sweep(
         postgres.engine(),
         store,
         load_sources_config(),
         load_retention_config(),
         run_id=context.run_id,
+        asset_key=lineage.asset_key,
+        partition_key=lineage.partition_key,
         now=reference_time(context.partition_key),
         dry_run=config.dry_run,
         progress=context.log.info,

@@ -18,12 +18,10 @@ from dagster import DagsterInstance, materialize
 
 from core.catalog.db import PROJECT_ROOT, get_engine
 from core.lineage import UnknownTarget, lineage_of, parse_target
-from core.objectstore.local import LocalObjectStore
 from orchestration.lineage import main
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
 from tests.support.migration import create_legacy_tables
-from tests.support.retention import only, sweep
 
 C = "media_catalog"
 UI = "http://dagster.example:3000"
@@ -44,6 +42,7 @@ def migrated(postgres_server, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def _build(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     from assets.backups import object_backup
     from assets.migration import migrated_blobs
+    from assets.retention import retention_sweep
     from assets.variants import image_variants
 
     fixture = create_legacy_tables(database_url, stories=2, images_per_story=2)
@@ -80,15 +79,27 @@ def _build(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
                 "WHERE source_table = 'stories' AND source_pk = '2' AND json_path = 'images[1].data'"
             )
         )
-    store = LocalObjectStore(media, signing_secret="s")
-    report = sweep(
-        engine,
-        store,
-        cfg=only("orphaned_objects"),
-        now=dt.datetime.now(dt.UTC) + dt.timedelta(days=30),
-        run_id="sweep-run-1",
-    )
-    assert report.deleted >= 1
+        conn.execute(
+            sa.text(
+                f"UPDATE {C}.stored_objects SET created_at = now() - interval '30 days' WHERE sha256 = :s"
+            ),
+            {"s": sha_gone},
+        )
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            [retention_sweep],
+            partition_key=today,
+            resources=res,
+            instance=instance,
+            run_config={"ops": {"retention__sweep": {"config": {"dry_run": False}}}},
+        )
+        assert result.success
+        runs["retention"] = result.run_id
+    with engine.connect() as conn:
+        status = conn.execute(
+            sa.text(f"SELECT status FROM {C}.stored_objects WHERE sha256 = :s"), {"s": sha_gone}
+        ).scalar_one()
+    assert status == "deleted"
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("MEDIA_PLATFORM_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DAGSTER_UI_URL", UI)
@@ -97,6 +108,7 @@ def _build(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             "migration": migrated_blobs.key.to_user_string(),
             "variants": image_variants.key.to_user_string(),
             "backup": object_backup.key.to_user_string(),
+            "retention": retention_sweep.key.to_user_string(),
         },
         "url": database_url,
         "runs": runs,
@@ -212,7 +224,9 @@ def test_lineage_of_a_deleted_image_shows_its_retention_audit_row(
     assert ref["state"] == "released"
     deleted = [e for e in obj["events"] if e["event"] == "retention" and e["state"] == "deleted"]
     assert any(e["detail"].startswith("orphaned_objects: object ") for e in deleted)
-    assert {e["run"]["run_id"] for e in deleted} == {"sweep-run-1"}
+    assert {(e["run"]["run_id"], e["run"]["asset_key"], e["run"]["partition_key"]) for e in deleted} == {
+        (migrated["runs"]["retention"], migrated["keys"]["retention"], migrated["today"])
+    }
     assert "retention [deleted]" in _run(argument, capsys)
 
 

@@ -72,9 +72,10 @@ def delete_candidates(ctx: SweepContext, result: PolicyResult, reason: str) -> N
         row = ctx.exec(
             f"""WITH m AS ({marked_sql}),
                 a AS (INSERT INTO {C}.retention_audit
-                        (run_id, policy, action, target_type, target_id, storage_key, owner_id,
+                        (run_id, asset_key, partition_key,
+                          policy, action, target_type, target_id, storage_key, owner_id,
                          size_bytes, reason, dry_run, created_at)
-                      SELECT :run, :policy, '{ctx.deleted_action}', 'object', m.id::text,
+                      SELECT :run, :asset, :partition, :policy, '{ctx.deleted_action}', 'object', m.id::text,
                              m.storage_key, {AUDIT_OWNER}, m.size_bytes, :reason, :dry, :now FROM m),
                 q AS ({queue_sql}),
                 g AS (INSERT INTO _rt_gone SELECT id FROM m ON CONFLICT DO NOTHING),
@@ -134,9 +135,10 @@ def release_refs(ctx: SweepContext, result: PolicyResult, where: str, reason: st
                 c AS (INSERT INTO _rt_cand (object_id) SELECT DISTINCT object_id FROM m
                       ON CONFLICT DO NOTHING),
                 a AS (INSERT INTO {C}.retention_audit
-                        (run_id, policy, action, target_type, target_id, owner_id, reason, dry_run,
+                        (run_id, asset_key, partition_key,
+                          policy, action, target_type, target_id, owner_id, reason, dry_run,
                          created_at)
-                      SELECT :run, :policy, '{action}', 'reference',
+                      SELECT :run, :asset, :partition, :policy, '{action}', 'reference',
                              m.source_name || ':' || m.source_pk || CASE WHEN m.json_path = '' THEN ''
                              ELSE ':' || m.json_path END, m.owner_id, :reason, :dry, :now FROM m)
                 SELECT count(*) FROM m""",
@@ -204,9 +206,11 @@ def delete_source_rows(
     rows, refs = ctx.exec(
         f"""WITH gone AS ({gone}),
             a AS (INSERT INTO {C}.retention_audit
-                    (run_id, policy, action, target_type, target_id, owner_id, reason, dry_run,
+                    (run_id, asset_key, partition_key,
+                      policy, action, target_type, target_id, owner_id, reason, dry_run,
                         created_at)
-                  SELECT :run, :policy, '{ctx.deleted_action}', 'row', :source_name || ':' || g.pk,
+                  SELECT :run, :asset, :partition,
+                    :policy, '{ctx.deleted_action}', 'row', :source_name || ':' || g.pk,
                          g.owner, :reason, :dry, :now FROM gone g),
             rel AS ({rel}),
             x AS (INSERT INTO _rt_released SELECT id FROM rel ON CONFLICT DO NOTHING),
@@ -307,9 +311,11 @@ def delete_parent_rows(ctx: SweepContext, result: PolicyResult, owner_id: str, r
                 n = ctx.exec(
                     f"""WITH gone AS ({gone}),
                         a AS (INSERT INTO {C}.retention_audit
-                                (run_id, policy, action, target_type, target_id, owner_id, reason, dry_run,
+                                (run_id, asset_key, partition_key,
+                                  policy, action, target_type, target_id, owner_id, reason, dry_run,
                                  created_at)
-                              SELECT :run, :policy, '{ctx.deleted_action}', 'row', :label || g.pk, :owner,
+                              SELECT :run, :asset, :partition,
+                                :policy, '{ctx.deleted_action}', 'row', :label || g.pk, :owner,
                                      :reason, :dry, :now FROM gone g)
                         SELECT count(*) FROM gone""",
                     **params,
@@ -341,9 +347,10 @@ def release_refs_in_tx(
             c AS (INSERT INTO _rt_cand (object_id) SELECT DISTINCT object_id FROM m ON CONFLICT DO
                 NOTHING),
             a AS (INSERT INTO {C}.retention_audit
-                    (run_id, policy, action, target_type, target_id, owner_id, reason, dry_run,
+                    (run_id, asset_key, partition_key,
+                      policy, action, target_type, target_id, owner_id, reason, dry_run,
                         created_at)
-                  SELECT :run, :policy, '{action}', 'reference',
+                  SELECT :run, :asset, :partition, :policy, '{action}', 'reference',
                          m.source_name || ':' || m.source_pk, m.owner_id, :reason, :dry, :now FROM m)
             SELECT count(*) FROM m""",
         **p,
@@ -354,8 +361,10 @@ def release_refs_in_tx(
 def audit_owner(ctx: SweepContext, result: PolicyResult, owner_id: str, action: str, reason: str) -> None:
     ctx.exec(
         f"""INSERT INTO {C}.retention_audit
-              (run_id, policy, action, target_type, target_id, owner_id, reason, dry_run, created_at)
-            VALUES (:run, :policy, :action, 'owner', :owner, :owner, :reason, :dry, :now)""",
+              (run_id, asset_key, partition_key,
+                policy, action, target_type, target_id, owner_id, reason, dry_run, created_at)
+            VALUES (:run, :asset, :partition,
+              :policy, :action, 'owner', :owner, :owner, :reason, :dry, :now)""",
         action=action,
         owner=owner_id,
         **ctx.params(result.policy, reason),
@@ -399,9 +408,11 @@ def remove_uploads(
             g AS (INSERT INTO _rt_gone_uploads SELECT id FROM m ON CONFLICT DO NOTHING),
             q AS ({queue}),
             a AS (INSERT INTO {C}.retention_audit
-                    (run_id, policy, action, target_type, target_id, storage_key, owner_id, size_bytes,
+                    (run_id, asset_key, partition_key,
+                      policy, action, target_type, target_id, storage_key, owner_id, size_bytes,
                      reason, dry_run, created_at)
-                  SELECT :run, :policy, '{ctx.deleted_action}', 'upload', m.id::text, m.upload_key,
+                  SELECT :run, :asset, :partition,
+                    :policy, '{ctx.deleted_action}', 'upload', m.id::text, m.upload_key,
                          m.owner_id, m.size_bytes, :reason, :dry, :now FROM m)
             SELECT count(*), coalesce(sum(size_bytes), 0) FROM m""",
         **p,
@@ -463,9 +474,10 @@ def delete_variants(
                 q AS ({queue}),
                 gv AS (INSERT INTO _rt_gone_variants SELECT id FROM m ON CONFLICT DO NOTHING),
                 a AS (INSERT INTO {C}.retention_audit
-                        (run_id, policy, action, target_type, target_id, storage_key, owner_id,
+                        (run_id, asset_key, partition_key,
+                          policy, action, target_type, target_id, storage_key, owner_id,
                          size_bytes, reason, dry_run, created_at)
-                      SELECT :run, :policy, '{ctx.deleted_action}', 'variant', m.id::text,
+                      SELECT :run, :asset, :partition, :policy, '{ctx.deleted_action}', 'variant', m.id::text,
                           m.storage_key,
                              (SELECT ar.owner_id FROM {C}.object_references ar
                               WHERE ar.object_id = m.parent_object_id

@@ -146,12 +146,17 @@ class SweepContext:
         now: datetime,
         dry_run: bool,
         progress: Callable[[str], None] | None = None,
+        asset_key: str | None = None,
+        partition_key: str | None = None,
     ) -> None:
         self.conn = conn
         self.store = store
         self.sources = sources
         self.config = config
         self.run_id = run_id
+        # recorded with run_id on every audit row (lineage): the asset and partition of the sweep's run
+        self.asset_key = asset_key
+        self.partition_key = partition_key
         self.now = now
         self.dry_run = dry_run
         self.progress = progress or log.info
@@ -171,7 +176,8 @@ class SweepContext:
         return self.conn.execute(sa.text(sql), params)
 
     def params(self, policy: str, reason: str) -> dict[str, object]:
-        return {"run": self.run_id, "policy": policy, "reason": reason, "now": self.now, "dry": self.dry_run}
+        lineage = {"run": self.run_id, "asset": self.asset_key, "partition": self.partition_key}
+        return {**lineage, "policy": policy, "reason": reason, "now": self.now, "dry": self.dry_run}
 
     @property
     def deleted_action(self) -> str:

@@ -64,11 +64,23 @@ def run_sweep(
     dry_run: bool,
     policies: tuple[str, ...] = POLICY_ORDER,
     progress: Callable[[str], None] | None = None,
+    asset_key: str | None = None,
+    partition_key: str | None = None,
 ) -> SweepReport:
-    """Run a sweep on its own connection (temporary tables are per session)."""
+    """Run a sweep on its own connection (temporary tables are per session); audit rows record the run
+    id, asset key and partition key (lineage)."""
     with engine.connect() as conn:
         ctx = SweepContext(
-            conn, store, sources, config, run_id=run_id, now=now, dry_run=dry_run, progress=progress
+            conn,
+            store,
+            sources,
+            config,
+            run_id=run_id,
+            now=now,
+            dry_run=dry_run,
+            progress=progress,
+            asset_key=asset_key,
+            partition_key=partition_key,
         )
         try:
             return run_policies(ctx, policies)

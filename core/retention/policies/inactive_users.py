@@ -21,8 +21,10 @@ def run(ctx: SweepContext, result: PolicyResult) -> None:
         )
         ctx.exec(
             f"""INSERT INTO {C}.retention_audit
-                  (run_id, policy, action, target_type, target_id, reason, dry_run, created_at)
-                VALUES (:run, :policy, 'skipped', 'policy', :policy, :reason, :dry, :now)""",
+                  (run_id, asset_key, partition_key,
+                    policy, action, target_type, target_id, reason, dry_run, created_at)
+                VALUES (:run, :asset, :partition,
+                  :policy, 'skipped', 'policy', :policy, :reason, :dry, :now)""",
             **ctx.params(result.policy, result.note),
         )
         ctx.conn.commit()
