@@ -31,7 +31,14 @@ HAD_RUN_ID = ("quarantine", "retention_audit")
 
 # Retention audit rows name their target in several ways (see core/retention and core/backups/retention):
 # an object or variant by id, a reference by "source:pk[:json path]", a backup copy by "copy:<sha256>",
-# and anything with bytes by its storage key. Each is matched to the object it concerns.
+# and an upload by its storage key. Each way is its own branch with an equality join, so Postgres can hash
+# or index-join them (an OR of them would compare every audit row with every object).
+# A day's object backup lists the objects created that day and those never copied before (their copy's
+# first_backup_id), so only those backups' manifests are searched for the object, not every manifest.
+_AUDIT = """SELECT o.id, o.sha256, o.storage_key, 'retention', a.action, a.storage_key, a.owner_id,
+       {place}, concat_ws(': ', a.policy, a.target_type || ' ' || a.target_id, a.reason),
+       a.run_id, a.asset_key, a.partition_key, a.created_at"""
+_NO_PLACE = "NULL, NULL, NULL, NULL"
 OBJECT_LINEAGE = f"""
 SELECT o.id AS object_id, o.sha256, o.storage_key, 'stored' AS event, o.status AS state,
        o.storage_key AS item_key, NULL::text AS owner_id, NULL::text AS source_name,
@@ -62,35 +69,41 @@ UNION ALL
 SELECT o.id, o.sha256, o.storage_key, 'backup_manifest', b.status, b.manifest_key, NULL, NULL, NULL, NULL,
        NULL, 'objects backup ' || b.id || ' of ' || b.backup_date,
        b.run_id, NULL, b.backup_date::text, b.started_at
-FROM {S}.backups b
-CROSS JOIN LATERAL jsonb_array_elements(b.manifest -> 'objects') AS e(entry)
-JOIN {S}.stored_objects o ON o.sha256 = e.entry ->> 'sha256'
-WHERE b.kind = 'objects'
+FROM {S}.stored_objects o
+JOIN {S}.backups b ON b.kind = 'objects'
+  AND (b.backup_date = (o.created_at AT TIME ZONE 'UTC')::date
+       OR b.id IN (SELECT c.first_backup_id FROM {S}.backup_object_copies c WHERE c.sha256 = o.sha256))
+WHERE b.manifest -> 'objects' @> jsonb_build_array(jsonb_build_object('sha256', o.sha256::text))
 UNION ALL
-SELECT o.id, o.sha256, o.storage_key, 'retention', a.action, a.storage_key, a.owner_id, NULL, NULL, NULL,
-       NULL, concat_ws(': ', a.policy, a.target_type || ' ' || a.target_id, a.reason),
-       a.run_id, a.asset_key, a.partition_key, a.created_at
-FROM {S}.retention_audit a JOIN {S}.stored_objects o
-  ON (a.target_type = 'object' AND a.target_id = o.id::text)
-  OR (a.target_type = 'backup' AND a.target_id = 'copy:' || o.sha256)
-  OR (a.storage_key = o.storage_key AND a.target_type NOT IN ('object', 'backup'))
+{_AUDIT.format(place=_NO_PLACE)}
+FROM {S}.retention_audit a JOIN {S}.stored_objects o ON a.target_id = o.id::text
+WHERE a.target_type = 'object'
 UNION ALL
-SELECT o.id, o.sha256, o.storage_key, 'retention', a.action, a.storage_key, a.owner_id, NULL, NULL, NULL,
-       NULL, concat_ws(': ', a.policy, a.target_type || ' ' || a.target_id, a.reason),
-       a.run_id, a.asset_key, a.partition_key, a.created_at
-FROM {S}.retention_audit a
-JOIN {S}.variants v ON a.target_type = 'variant' AND a.target_id = v.id::text
+{_AUDIT.format(place=_NO_PLACE)}
+FROM {S}.retention_audit a JOIN {S}.stored_objects o ON a.target_id = 'copy:' || o.sha256::text
+WHERE a.target_type = 'backup'
+UNION ALL
+{_AUDIT.format(place=_NO_PLACE)}
+FROM {S}.retention_audit a JOIN {S}.uploads u ON u.upload_key = a.storage_key
+JOIN {S}.stored_objects o ON o.id = u.object_id
+WHERE a.target_type = 'upload'
+UNION ALL
+{_AUDIT.format(place=_NO_PLACE)}
+FROM {S}.retention_audit a JOIN {S}.variants v ON a.target_id = v.id::text
 JOIN {S}.stored_objects o ON o.id = v.parent_object_id
+WHERE a.target_type = 'variant'
 UNION ALL
-SELECT o.id, o.sha256, o.storage_key, 'retention', a.action, a.storage_key, a.owner_id, r.source_name,
-       r.source_table, r.source_pk, r.json_path,
-       concat_ws(': ', a.policy, a.target_type || ' ' || a.target_id, a.reason),
-       a.run_id, a.asset_key, a.partition_key, a.created_at
-FROM {S}.retention_audit a
-JOIN {S}.object_references r ON a.target_type = 'reference'
-  AND a.target_id IN (r.source_name || ':' || r.source_pk,
-                      r.source_name || ':' || r.source_pk || ':' || r.json_path)
+{_AUDIT.format(place="r.source_name, r.source_table, r.source_pk, r.json_path")}
+FROM {S}.retention_audit a JOIN {S}.object_references r
+  ON a.target_id = r.source_name || ':' || r.source_pk || CASE WHEN r.json_path = '' THEN ''
+                                                          ELSE ':' || r.json_path END
 JOIN {S}.stored_objects o ON o.id = r.object_id
+WHERE a.target_type = 'reference'
+UNION ALL
+{_AUDIT.format(place="r.source_name, r.source_table, r.source_pk, r.json_path")}
+FROM {S}.retention_audit a JOIN {S}.object_references r ON a.target_id = r.source_name || ':' || r.source_pk
+JOIN {S}.stored_objects o ON o.id = r.object_id
+WHERE a.target_type = 'reference' AND r.json_path <> ''
 UNION ALL
 SELECT o.id, coalesce(o.sha256, q.sha256), o.storage_key, 'quarantine', q.reason_code, NULL, NULL,
        q.source_name, q.source_table, q.source_pk, q.json_path, q.reason,
