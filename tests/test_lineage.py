@@ -388,3 +388,12 @@ def test_rows_written_before_lineage_are_carried_over_as_not_recorded(database_u
     assert deleted.run is not None and deleted.run.url == f"{UI}/runs/old-sweep"
     assert "run not recorded (before lineage was recorded)" in render_text(report)
     assert [e.event for e in place.unattached] == ["quarantine"]
+
+
+def test_the_readme_walkthrough_query_runs(migrated: dict) -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme[readme.index('## Lineage of one object: "a user says their image is missing"') :]
+    query = section[section.index("```sql\n") + 7 : section.index("```", section.index("```sql\n") + 7)]
+    with get_engine(migrated["url"]).connect() as conn:
+        rows = conn.execute(sa.text(query.replace("'1017'", "'1'"))).all()
+    assert {r.event for r in rows} >= {"stored", "reference", "variant", "backup_copy", "backup_manifest"}
