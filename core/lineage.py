@@ -37,7 +37,7 @@ NO_RUN = RunLineage()
 TargetKind = Literal["storage_key", "sha256", "place", "owner", "object_id"]
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 #: most objects listed for one owner; the rest are counted, not described
-OWNER_OBJECT_LIMIT = 200
+OWNER_OBJECT_LIMIT = 50
 
 
 class UnknownTarget(ValueError):
@@ -198,32 +198,49 @@ _EVENT_ORDER = {
 
 
 def _object_ids(conn: sa.Connection, target: Target) -> tuple[list[int], int]:
-    """The stored objects the argument names (an owner's newest first, at most OWNER_OBJECT_LIMIT)."""
+    """The stored objects the argument names (an owner's newest first, at most OWNER_OBJECT_LIMIT) and
+    how many more there are. Keys and checksums are looked up where they usually are first (an original,
+    by its unique index) and only then among variants, uploads and backup copies."""
+    if target.kind == "owner":
+        rows = conn.execute(
+            sa.text(
+                f"""SELECT object_id, count(*) OVER () FROM {C}.object_references WHERE owner_id = :v
+                    GROUP BY object_id ORDER BY max(created_at) DESC, object_id LIMIT :n"""
+            ),
+            {"v": target.value, "n": OWNER_OBJECT_LIMIT},
+        ).all()
+        return [int(r[0]) for r in rows], (int(rows[0][1]) - len(rows)) if rows else 0
     if target.kind == "object_id":
-        sql, params = f"SELECT id FROM {C}.stored_objects WHERE id = :v", {"v": int(target.value)}
+        lookups = [f"SELECT id FROM {C}.stored_objects WHERE id = CAST(:v AS bigint)"]
     elif target.kind == "storage_key":
-        sql = f"""SELECT id FROM {C}.stored_objects WHERE storage_key = :v
-                  UNION SELECT parent_object_id FROM {C}.variants WHERE storage_key = :v
-                  UNION SELECT object_id FROM {C}.uploads WHERE upload_key = :v AND object_id IS NOT NULL
-                  UNION SELECT o.id FROM {C}.backup_object_copies c
-                        JOIN {C}.stored_objects o ON o.sha256 = c.sha256 WHERE c.backup_key = :v"""
-        params = {"v": target.value}
+        lookups = [
+            f"SELECT id FROM {C}.stored_objects WHERE storage_key = :v",
+            f"SELECT object_id FROM {C}.uploads WHERE upload_key = :v AND object_id IS NOT NULL",
+            f"SELECT DISTINCT parent_object_id FROM {C}.variants WHERE storage_key = :v",
+            f"""SELECT o.id FROM {C}.backup_object_copies c JOIN {C}.stored_objects o ON o.sha256 = c.sha256
+                WHERE c.backup_key = :v""",
+        ]
     elif target.kind == "sha256":
-        sql = f"""SELECT id FROM {C}.stored_objects WHERE sha256 = :v
-                  UNION SELECT parent_object_id FROM {C}.variants WHERE sha256 = :v"""
-        params = {"v": target.value}
-    elif target.kind == "place":
-        sql = f"""SELECT DISTINCT object_id FROM {C}.object_references
-                  WHERE (source_table = :t OR source_name = :t) AND source_pk = :pk
-                    AND (CAST(:path AS text) IS NULL OR json_path = :path)"""
-        params = {"t": target.value, "pk": target.pk, "path": target.json_path}
+        lookups = [
+            f"SELECT id FROM {C}.stored_objects WHERE sha256 = :v",
+            f"SELECT DISTINCT parent_object_id FROM {C}.variants WHERE sha256 = :v",
+        ]
     else:
-        sql = f"""SELECT object_id FROM {C}.object_references WHERE owner_id = :v
-                  GROUP BY object_id ORDER BY max(created_at) DESC, object_id"""
-        params = {"v": target.value}
-    ids = [int(i) for (i,) in conn.execute(sa.text(sql), params)]
-    limit = OWNER_OBJECT_LIMIT if target.kind == "owner" else len(ids)
-    return ids[:limit], max(0, len(ids) - limit)
+        lookups = [
+            f"""SELECT DISTINCT object_id FROM {C}.object_references
+                WHERE (source_table = :t OR source_name = :t) AND source_pk = :pk
+                  AND (CAST(:path AS text) IS NULL OR json_path = :path)"""
+        ]
+    params = (
+        {"t": target.value, "pk": target.pk, "path": target.json_path}
+        if target.kind == "place"
+        else {"v": target.value}
+    )
+    for sql in lookups:
+        ids = [int(i) for (i,) in conn.execute(sa.text(sql), params)]
+        if ids:
+            return ids, 0
+    return [], 0
 
 
 def _unattached(
