@@ -108,7 +108,8 @@ class LineageEvent:
     state: str | None  # verified/deleted, live/released, ready/failed/skipped, deleted/would_delete, ...
     item_key: str | None  # the variant's, copy's or manifest's storage key
     owner_id: str | None
-    place: str | None  # source:table:pk[:json path] of a reference or quarantine record
+    place: str | None  # table:pk[:json path] of a reference or quarantine record (+ source if named apart)
+    column: str | None  # schema.table.column holding the place, when it is a column of the app's tables
     detail: str | None
     at: datetime | None
     run: RunRef | None  # None = written before lineage was recorded (or outside a run)
@@ -165,6 +166,12 @@ def _run(row: Any, ui_base_url: str | None) -> RunRef | None:
     return RunRef(row.run_id, row.asset_key, row.partition_key, url)
 
 
+def _column(row: Any) -> str | None:
+    if not getattr(row, "source_column", None):
+        return None
+    return ".".join(p for p in (row.source_schema, row.source_table, row.source_column) if p)
+
+
 def _place(row: Any) -> str | None:
     """`table:pk[:json path]` (the command's own argument form), and the source's name when it differs."""
     if row.source_table is None:
@@ -180,6 +187,7 @@ def _event(row: Any, ui_base_url: str | None) -> LineageEvent:
         item_key=row.item_key,
         owner_id=row.owner_id,
         place=_place(row),
+        column=_column(row),
         detail=row.detail or None,
         at=row.at,
         run=_run(row, ui_base_url),
@@ -195,6 +203,10 @@ _EVENT_ORDER = {
     "backup_manifest": 5,
     "retention": 6,
 }
+
+
+#: a place's table as the argument names it: the table, the source's name, or schema.table
+_PLACE_TABLE = "(source_table = :t OR source_name = :t OR source_schema || '.' || source_table = :t)"
 
 
 def _object_ids(conn: sa.Connection, target: Target) -> tuple[list[int], int]:
@@ -228,7 +240,7 @@ def _object_ids(conn: sa.Connection, target: Target) -> tuple[list[int], int]:
     else:
         lookups = [
             f"""SELECT DISTINCT object_id FROM {C}.object_references
-                WHERE (source_table = :t OR source_name = :t) AND source_pk = :pk
+                WHERE {_PLACE_TABLE} AND source_pk = :pk
                   AND (CAST(:path AS text) IS NULL OR json_path = :path)"""
         ]
     params = (
@@ -249,7 +261,7 @@ def _unattached(
     """Quarantine records and retention rows about the place, key or owner that the objects' own
     lineage (`ids`) does not already show: a refused value, a deleted row, an owner's erasure."""
     if target.kind == "place":
-        quarantine_where = "(source_table = :t OR source_name = :t) AND source_pk = :pk"
+        quarantine_where = f"{_PLACE_TABLE} AND source_pk = :pk"
         quarantine_where += " AND (CAST(:path AS text) IS NULL OR json_path = :path)"
         audit_where = "target_type IN ('row', 'reference') AND (target_id = :t || ':' || :pk"
         audit_where += " OR target_id = :t || ':' || :pk || ':' || coalesce(:path, ''))"
@@ -275,14 +287,15 @@ def _unattached(
     rows = conn.execute(
         sa.text(
             f"""SELECT 'quarantine' AS event, reason_code AS state, NULL AS item_key, NULL AS owner_id,
-                       source_name, source_table, source_pk, json_path, reason AS detail,
+                       source_name, source_schema, source_table, source_column, source_pk, json_path,
+                       reason AS detail,
                        run_id, asset_key, partition_key, created_at AS at
                 FROM {C}.quarantine q
                 WHERE {quarantine_where}
                   AND NOT EXISTS (SELECT 1 FROM {C}.stored_objects o
                                   WHERE o.sha256 = q.sha256 AND o.id = ANY(CAST(:ids AS bigint[])))
                 UNION ALL
-                SELECT 'retention', action, storage_key, owner_id, NULL, NULL, NULL, NULL,
+                SELECT 'retention', action, storage_key, owner_id, NULL, NULL, NULL, NULL, NULL, NULL,
                        concat_ws(': ', policy, target_type || ' ' || target_id, reason),
                        run_id, asset_key, partition_key, created_at
                 FROM {C}.retention_audit
@@ -354,6 +367,7 @@ def render_text(report: LineageReport) -> str:
                     labels.get(event.event, event.event),
                     f"[{event.state}]" if event.state else "",
                     event.place or "",
+                    f"in {event.column}" if event.column else "",
                     f"owner {event.owner_id}" if event.owner_id else "",
                     event.item_key if event.item_key and event.item_key != obj.storage_key else "",
                     f"- {event.detail}" if event.detail else "",
@@ -371,7 +385,15 @@ def render_text(report: LineageReport) -> str:
         for event in report.unattached:
             when = event.at.strftime("%Y-%m-%d %H:%M:%S") if event.at else "?"
             what = " ".join(
-                p for p in (event.event, f"[{event.state}]", event.place or "", event.detail or "") if p
+                p
+                for p in (
+                    event.event,
+                    f"[{event.state}]",
+                    event.place or "",
+                    event.column or "",
+                    event.detail or "",
+                )
+                if p
             )
             lines.append(f"  {when}  {what}")
             lines.append(f"      {run(event)}")

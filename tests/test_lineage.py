@@ -189,6 +189,7 @@ def test_lineage_of_a_migrated_image_by_each_kind_of_argument(
     (ref,) = of("reference")
     assert (ref["place"], ref["state"], ref["owner_id"]) == ("stories:1:images[1].data", "live", "2")
     assert ref["run"]["asset_key"] == migrated["keys"]["migration"]
+    assert ref["column"] == "public.stories.data"
     variants = of("variant")
     assert {v["detail"].split()[0] for v in variants} == VARIANTS
     assert {v["run"]["run_id"] for v in variants} == {runs["variants"]}
@@ -203,7 +204,7 @@ def test_lineage_of_a_migrated_image_by_each_kind_of_argument(
     assert f"{UI}/runs/{runs['migration']}" in text
     assert f"{UI}/runs/{runs['variants']}" in text
     assert f"{UI}/runs/{runs['backup']}" in text
-    assert "in backup [verified]" in text and "reference [live] stories:1:images[1].data owner 2" in text
+    assert "in backup [verified]" in text and "reference [live] stories:1:images[1].data in public.stories.data owner 2" in text
 
 
 @pytest.mark.parametrize("kind", ["storage_key", "sha256", "place", "owner"])

@@ -637,7 +637,12 @@ class SourceMigrator:
             with self.engine.begin() as conn:
                 for item in unowned:
                     upsert_object(
-                        conn, item.blob, item.info, self.store.provider, store=self.store, lineage=self.lineage
+                        conn,
+                        item.blob,
+                        item.info,
+                        self.store.provider,
+                        store=self.store,
+                        lineage=self.lineage,
                     )
                 replacements: list[tuple[str, str]] = []
                 known = 0

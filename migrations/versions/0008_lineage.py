@@ -11,7 +11,7 @@ wrote it, which backups hold it, why was it deleted" is one query:
 `SELECT * FROM media_catalog.object_lineage WHERE storage_key = '...' ORDER BY at`.
 
 Revision ID: 0008_lineage
-Revises: 0006_analyst_views
+Revises: 0004_identity
 Create Date: 2026-12-01
 """
 
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_lineage"
-down_revision = "0006_analyst_views"
+down_revision = "0004_identity"
 branch_labels = None
 depends_on = None
 
@@ -38,36 +38,38 @@ HAD_RUN_ID = ("quarantine", "retention_audit")
 _AUDIT = """SELECT o.id, o.sha256, o.storage_key, 'retention', a.action, a.storage_key, a.owner_id,
        {place}, concat_ws(': ', a.policy, a.target_type || ' ' || a.target_id, a.reason),
        a.run_id, a.asset_key, a.partition_key, a.created_at"""
-_NO_PLACE = "NULL, NULL, NULL, NULL"
+_NO_PLACE = "NULL, NULL, NULL, NULL, NULL, NULL"
+_REF_PLACE = "r.source_name, r.source_schema, r.source_table, r.source_column, r.source_pk, r.json_path"
 OBJECT_LINEAGE = f"""
 SELECT o.id AS object_id, o.sha256, o.storage_key, 'stored' AS event, o.status AS state,
        o.storage_key AS item_key, NULL::text AS owner_id, NULL::text AS source_name,
-       NULL::text AS source_table, NULL::text AS source_pk, NULL::text AS json_path,
+       NULL::text AS source_schema, NULL::text AS source_table, NULL::text AS source_column,
+       NULL::text AS source_pk, NULL::text AS json_path,
        concat_ws(' ', o.mime_type, o.size_bytes || ' bytes', o.provider) AS detail,
        o.run_id, o.asset_key, o.partition_key, o.created_at AS at
 FROM {S}.stored_objects o
 UNION ALL
 SELECT o.id, o.sha256, o.storage_key, 'reference',
        CASE WHEN r.released_at IS NULL THEN 'live' ELSE 'released' END,
-       NULL, r.owner_id, r.source_name, r.source_table, r.source_pk, r.json_path,
+       NULL, r.owner_id, {_REF_PLACE},
        concat_ws(' ', r.origin, CASE WHEN r.released_at IS NOT NULL THEN 'released ' || r.released_at END,
                  CASE WHEN r.source_deleted_at IS NOT NULL THEN 'source row deleted '
                       || r.source_deleted_at END),
        r.run_id, r.asset_key, r.partition_key, r.created_at
 FROM {S}.object_references r JOIN {S}.stored_objects o ON o.id = r.object_id
 UNION ALL
-SELECT o.id, o.sha256, o.storage_key, 'variant', v.status, v.storage_key, NULL, NULL, NULL, NULL, NULL,
+SELECT o.id, o.sha256, o.storage_key, 'variant', v.status, v.storage_key, NULL, {_NO_PLACE},
        concat_ws(' ', v.variant_name, v.width || 'x' || v.height, v.size_bytes || ' bytes', v.error),
        v.run_id, v.asset_key, v.partition_key, v.created_at
 FROM {S}.variants v JOIN {S}.stored_objects o ON o.id = v.parent_object_id
 UNION ALL
-SELECT o.id, o.sha256, o.storage_key, 'backup_copy', 'copied', c.backup_key, NULL, NULL, NULL, NULL, NULL,
+SELECT o.id, o.sha256, o.storage_key, 'backup_copy', 'copied', c.backup_key, NULL, {_NO_PLACE},
        'first copied by backup ' || c.first_backup_id,
        c.run_id, c.asset_key, c.partition_key, c.copied_at
 FROM {S}.backup_object_copies c JOIN {S}.stored_objects o ON o.sha256 = c.sha256
 UNION ALL
-SELECT o.id, o.sha256, o.storage_key, 'backup_manifest', b.status, b.manifest_key, NULL, NULL, NULL, NULL,
-       NULL, 'objects backup ' || b.id || ' of ' || b.backup_date,
+SELECT o.id, o.sha256, o.storage_key, 'backup_manifest', b.status, b.manifest_key, NULL, {_NO_PLACE},
+       'objects backup ' || b.id || ' of ' || b.backup_date,
        b.run_id, NULL, b.backup_date::text, b.started_at
 FROM {S}.stored_objects o
 JOIN {S}.backups b ON b.kind = 'objects'
@@ -93,20 +95,20 @@ FROM {S}.retention_audit a JOIN {S}.variants v ON a.target_id = v.id::text
 JOIN {S}.stored_objects o ON o.id = v.parent_object_id
 WHERE a.target_type = 'variant'
 UNION ALL
-{_AUDIT.format(place="r.source_name, r.source_table, r.source_pk, r.json_path")}
+{_AUDIT.format(place=_REF_PLACE)}
 FROM {S}.retention_audit a JOIN {S}.object_references r
   ON a.target_id = r.source_name || ':' || r.source_pk || CASE WHEN r.json_path = '' THEN ''
                                                           ELSE ':' || r.json_path END
 JOIN {S}.stored_objects o ON o.id = r.object_id
 WHERE a.target_type = 'reference'
 UNION ALL
-{_AUDIT.format(place="r.source_name, r.source_table, r.source_pk, r.json_path")}
+{_AUDIT.format(place=_REF_PLACE)}
 FROM {S}.retention_audit a JOIN {S}.object_references r ON a.target_id = r.source_name || ':' || r.source_pk
 JOIN {S}.stored_objects o ON o.id = r.object_id
 WHERE a.target_type = 'reference' AND r.json_path <> ''
 UNION ALL
 SELECT o.id, coalesce(o.sha256, q.sha256), o.storage_key, 'quarantine', q.reason_code, NULL, NULL,
-       q.source_name, q.source_table, q.source_pk, q.json_path, q.reason,
+       q.source_name, q.source_schema, q.source_table, q.source_column, q.source_pk, q.json_path, q.reason,
        q.run_id, q.asset_key, q.partition_key, q.created_at
 FROM {S}.quarantine q LEFT JOIN {S}.stored_objects o ON o.sha256 = q.sha256
 """
