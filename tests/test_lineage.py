@@ -204,7 +204,8 @@ def test_lineage_of_a_migrated_image_by_each_kind_of_argument(
     assert f"{UI}/runs/{runs['migration']}" in text
     assert f"{UI}/runs/{runs['variants']}" in text
     assert f"{UI}/runs/{runs['backup']}" in text
-    assert "in backup [verified]" in text and "reference [live] stories:1:images[1].data in public.stories.data owner 2" in text
+    assert "in backup [verified]" in text
+    assert "reference [live] stories:1:images[1].data in public.stories.data owner 2" in text
 
 
 @pytest.mark.parametrize("kind", ["storage_key", "sha256", "place", "owner"])
@@ -398,3 +399,18 @@ def test_the_readme_walkthrough_query_runs(migrated: dict) -> None:
     with get_engine(migrated["url"]).connect() as conn:
         rows = conn.execute(sa.text(query.replace("'1017'", "'1'"))).all()
     assert {r.event for r in rows} >= {"stored", "reference", "variant", "backup_copy", "backup_manifest"}
+
+
+def test_run_links_use_dagster_ui_url_and_default_to_localhost_only_in_the_quick_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from resources.settings import ui_base_url
+
+    monkeypatch.delenv("DAGSTER_UI_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app@db.internal/app")
+    assert ui_base_url() is None  # production without the variable: no link to a wrong host
+    monkeypatch.setenv("DAGSTER_UI_URL", UI)
+    assert ui_base_url() == UI
+    monkeypatch.delenv("DAGSTER_UI_URL")
+    monkeypatch.delenv("DATABASE_URL")
+    assert ui_base_url() == "http://localhost:3000"  # the quick start's embedded database
