@@ -41,11 +41,12 @@ def migrated(postgres_server, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def _build(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     from assets.backups import object_backup
-    from assets.migration import migrated_blobs
+    from assets.migration import migrated_assets
     from assets.retention import retention_sweep
     from assets.variants import image_variants
 
     fixture = create_legacy_tables(database_url, stories=2, images_per_story=2)
+    stories_migration = next(a for a in migrated_assets if a.key.path[-1] == "stories")
     media, backups = tmp_path / "objects", tmp_path / "backups"
     res = {
         "postgres": PostgresResource(database_url=database_url),
@@ -56,7 +57,7 @@ def _build(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     runs = {}
     with DagsterInstance.ephemeral() as instance:
         for name, assets, partition in (
-            ("migration", [migrated_blobs], "stories"),
+            ("migration", [stories_migration], None),
             ("variants", [image_variants], today),
             ("backup", [object_backup], today),
         ):
@@ -105,7 +106,7 @@ def _build(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("DAGSTER_UI_URL", UI)
     return {
         "keys": {
-            "migration": migrated_blobs.key.to_user_string(),
+            "migration": stories_migration.key.to_user_string(),
             "variants": image_variants.key.to_user_string(),
             "backup": object_backup.key.to_user_string(),
             "retention": retention_sweep.key.to_user_string(),
@@ -155,7 +156,7 @@ def test_catalog_rows_record_the_run_asset_and_partition_that_wrote_them(migrate
             sa.text(f"SELECT DISTINCT run_id, asset_key, partition_key FROM {C}.quarantine")
         ).all()
     keys = migrated["keys"]
-    migration = (runs["migration"], keys["migration"], "stories")
+    migration = (runs["migration"], keys["migration"], None)  # one asset per source, unpartitioned
     assert tuple(stored) == migration
     assert [tuple(r) for r in refs] == [migration]
     assert [tuple(v) for v in variants] == [(runs["variants"], keys["variants"], today)]
