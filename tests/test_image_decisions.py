@@ -60,8 +60,8 @@ def migrate(url: str, store: LocalObjectStore, blobs: list[bytes], accept: str =
         for i, blob in enumerate(blobs, 1):
             conn.execute(sa.text("INSERT INTO odd_blobs VALUES (:i, 1, :d)"), {"i": i, "d": b64(blob)})
     files = next(s for s in sources() if s.format == "base64")
-    source = dataclasses.replace(
-        files, name="odd_blobs", table="odd_blobs", accept=accept, soft_delete_column=None
+    source = files.model_copy(
+        update={"name": "odd_blobs", "table": "odd_blobs", "accept": accept, "soft_delete_column": None}
     )
     migrate_source(engine, store, source, settings=MigrationSettings(workers=2))
     with engine.connect() as conn:

@@ -65,7 +65,8 @@ def add_object(
         conn.execute(
             sa.text(
                 "INSERT INTO media_catalog.object_references (object_id, owner_id, origin, source_name, "
-                "source_table, source_pk) VALUES (:oid, :owner, 'migration', 'files', 'files', :pk)"
+                "source_schema, source_table, source_column, source_pk) "
+                "VALUES (:oid, :owner, 'migration', 'files', 'public', 'files', 'data', :pk)"
             ),
             {"oid": object_id, "owner": owner, "pk": source_pk or str(object_id)},
         )
