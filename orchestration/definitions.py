@@ -14,6 +14,7 @@ from assets.usage import usage_assets
 from assets.variants import image_variants
 from orchestration.alerts import alert_sensors
 from orchestration.backups import backup_jobs
+from orchestration.executors import platform_executor, step_output_resources
 from orchestration.gdpr import gdpr_delete_job, gdpr_export_job
 from orchestration.migration import migration_jobs
 from orchestration.retention import retention_sweep_job
@@ -53,7 +54,8 @@ def build_definitions() -> Definitions:
         ],
         schedules=[*backup_schedules, retention_daily_schedule],
         sensors=[upload_sensor, media_automation, *alert_sensors],
-        resources=build_resources(),
+        resources={**build_resources(), **step_output_resources()},
+        executor=platform_executor(),
     )
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, define_asset_job, multi_or_in_process_executor
+from dagster import AssetSelection, define_asset_job
 
 from assets.uploads import PROCESSED_UPLOADS_KEY, UPLOAD_DAYS
 from assets.variants import IMAGE_VARIANTS_KEY
+from orchestration.executors import distributed, platform_executor
 
 PROCESS_UPLOADS_JOB = "process_uploads_job"
 
@@ -23,12 +24,14 @@ FORKSERVER_EXECUTION = {
     "multiprocess": {"start_method": {"forkserver": {"preload_modules": ["orchestration.definitions"]}}}
 }
 
-#: Renders what originals lack; multiprocess by default (one mapped batch per core), `in_process` selectable.
+#: Renders what originals lack, one mapped batch per step: on one machine the multiprocess executor (one
+#: batch per core, forkserver; `in_process` selectable), under Celery or Kubernetes the deployment's
+#: executor (orchestration/executors.py), with no default run config of its own.
 variants_job = define_asset_job(
     "variants_job",
     selection=AssetSelection.assets(IMAGE_VARIANTS_KEY),
     partitions_def=UPLOAD_DAYS,
-    executor_def=multi_or_in_process_executor,
-    config={"execution": {"config": FORKSERVER_EXECUTION}},
+    executor_def=platform_executor(),
+    config=None if distributed() else {"execution": {"config": FORKSERVER_EXECUTION}},
     description="Variants for every image original (migrated and uploaded) lacking its current set.",
 )
