@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,10 +213,16 @@ def test_celery_runs_leave_the_same_catalog_as_the_multiprocess_executor(cluster
         ("variants_job", TODAY, ""),
         ("retention_sweep_job", TODAY, DRY_RUN),
     ]
-    for executor in ("multiprocess", "celery"):
+
+    def run_all(executor: str) -> None:
         for job, partition, config in steps:
             done = cluster.run(executor, job, partition, config)
             assert done.returncode == 0, f"{executor} {job}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+    # The two deployments share nothing but the instance database, so they run side by side.
+    with ThreadPoolExecutor(2) as pool:
+        for finished in [pool.submit(run_all, executor) for executor in ("multiprocess", "celery")]:
+            finished.result()
 
     celery, multiprocess = (
         catalog_state(cluster.catalogs["celery"]),
@@ -232,19 +239,22 @@ def test_celery_runs_leave_the_same_catalog_as_the_multiprocess_executor(cluster
     instance = cluster.instance()
     from dagster import DagsterEventType, RunsFilter
 
-    run = instance.get_runs(RunsFilter(job_name="variants_job", tags={"dagster/partition": TODAY}), limit=1)[
-        0
-    ]
-    hosts = {
-        record.dagster_event.engine_event_data.metadata["Celery worker"].value.split("@", 1)[0]
-        for record in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT)
-        if record.dagster_event.engine_event_data
-        and "Celery worker" in (record.dagster_event.engine_event_data.metadata or {})
-    }
+    def celery_hosts(run_id: str) -> set[str]:
+        return {
+            record.dagster_event.engine_event_data.metadata["Celery worker"].value.split("@", 1)[0]
+            for record in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)
+            if record.dagster_event.engine_event_data
+            and "Celery worker" in (record.dagster_event.engine_event_data.metadata or {})
+        }
+
+    runs = instance.get_runs(RunsFilter(job_name="variants_job", tags={"dagster/partition": TODAY}))
+    by_hosts = {run.run_id: celery_hosts(run.run_id) for run in runs}
+    assert sorted(map(bool, by_hosts.values())) == [False, True]  # one run on each executor
+    run_id, hosts = next((run_id, hosts) for run_id, hosts in by_hosts.items() if hosts)
     assert hosts == {"worker-a", "worker-b"}
     keys = [key for key, _ in bucket_listing(cluster.s3_endpoint, cluster.dagster_bucket)]
-    assert any(key.startswith("dagster/step-outputs/") and run.run_id in key for key in keys), keys
-    assert any(key.startswith("dagster/compute-logs/") and run.run_id in key for key in keys)
+    assert any(key.startswith("dagster/step-outputs/") and run_id in key for key in keys), keys
+    assert any(key.startswith("dagster/compute-logs/") and run_id in key for key in keys), keys
 
 
 def test_a_step_whose_worker_process_is_killed_is_run_again_and_the_run_completes(cluster: Cluster) -> None:
