@@ -348,5 +348,18 @@ def test_a_worker_missing_its_settings_fails_the_run_naming_the_variable(cluster
     finally:
         stop_group(worker)
     assert done.returncode != 0
-    assert "DATABASE_URL" in done.stdout + done.stderr
+    # The run's failure, as the UI shows it, carries the worker's error naming the variable.
+    from dagster import DagsterRunStatus, RunsFilter
+
+    instance = cluster.instance()
+    run = instance.get_runs(RunsFilter(job_name="variants_job"), limit=1)[0]
+    assert run.status == DagsterRunStatus.FAILURE
+    shown = []
+    for record in instance.all_logs(run.run_id):
+        shown.append(record.user_message or "")
+        data = record.dagster_event and record.dagster_event.event_specific_data
+        error = getattr(data, "error", None) if data else None
+        if error is not None:
+            shown.append(error.to_string())
+    assert "DATABASE_URL" in "\n".join(shown), "\n".join(shown)
     assert not (Path(env["MEDIA_PLATFORM_DATA_DIR"]) / "postgres").exists()
