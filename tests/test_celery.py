@@ -133,7 +133,7 @@ class Cluster:
         """The instance as the runner machine sees it (this process's environment is restored after)."""
         from dagster import DagsterInstance
 
-        home = self.root / "machines" / "runner" / "dagster_home"
+        home = Path(self.machine("runner")["DAGSTER_HOME"])
         os.environ.update(DAGSTER_POSTGRES_URL=self.instance_url, DAGSTER_HOME=str(home))
         return DagsterInstance.from_config(str(home))
 
@@ -267,8 +267,8 @@ def test_a_step_whose_worker_process_is_killed_is_run_again_and_the_run_complete
     from core.objectstore.s3 import S3ObjectStore
 
     store = S3ObjectStore(client=s3_client(cluster.s3_endpoint), bucket=cluster.buckets["celery"])
-    for seed in range(8):  # large enough that rendering a batch takes seconds, not milliseconds
-        seed_original(engine, store, jpeg_bytes(photo(2400, 1800, seed=50 + seed)), source_pk=str(900 + seed))
+    for seed in range(4):  # large enough that rendering a batch takes seconds, not milliseconds
+        seed_original(engine, store, jpeg_bytes(photo(2000, 1500, seed=50 + seed)), source_pk=str(900 + seed))
     assert variant_set_gaps(engine, load_variant_plan()) > 0
 
     instance = cluster.instance()
