@@ -15,7 +15,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,10 +218,8 @@ def test_celery_runs_leave_the_same_catalog_as_the_multiprocess_executor(cluster
             done = cluster.run(executor, job, partition, config)
             assert done.returncode == 0, f"{executor} {job}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
-    # The two deployments share nothing but the instance database, so they run side by side.
-    with ThreadPoolExecutor(2) as pool:
-        for finished in [pool.submit(run_all, executor) for executor in ("multiprocess", "celery")]:
-            finished.result()
+    for executor in ("multiprocess", "celery"):
+        run_all(executor)
 
     celery, multiprocess = (
         catalog_state(cluster.catalogs["celery"]),

@@ -128,6 +128,11 @@ def test_helm_values_match_the_instance_and_the_image() -> None:
     assert values["postgresql"]["enabled"] is False
     assert values["global"]["postgresqlSecretName"] == launcher["postgres_password_secret"]
     assert values["computeLogManager"]["type"] == instance["compute_logs"]["class"]
+    pools, runs = instance["concurrency"]["pools"], instance["concurrency"]["runs"]
+    assert values["concurrency"]["pools"]["defaultLimit"] == pools["default_limit"]
+    assert values["concurrency"]["runs"]["maxConcurrentRuns"] == runs["max_concurrent_runs"]
+    root = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    assert instance["concurrency"] == root["concurrency"]  # the same limits as on one machine
     dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
     assert '".[k8s]"' in dockerfile and "orchestration.definitions" in dockerfile
     assert "features.check('avif')" in dockerfile and "pg_restore" in dockerfile
