@@ -172,7 +172,11 @@ def migration_result(
     refs = verify_references(engine, store, source, sample=config.reference_sample)
     with engine.connect() as conn:
         space = SpaceReport(
-            source.qualified_table, size_before, table_size(conn, source), live_bytes(conn, source)
+            source.qualified_table,
+            size_before,
+            table_size(conn, source),
+            live_bytes(conn, source),
+            source=source.name,
         )
     checks = [
         AssetCheckResult(
@@ -205,13 +209,11 @@ def migration_result(
         ),
         AssetCheckResult(
             check_name=SPACE_RECLAIMED,
-            passed=space.reclaimable < config.reclaim_warn_bytes,
+            passed=not space.warns(config.reclaim_warn_bytes),
             severity=AssetCheckSeverity.WARN,
+            description=space.summary(config.reclaim_warn_bytes),
             metadata={
-                "table_mb_before": round(space.bytes_before / MB, 3),
-                "table_mb_after": round(space.bytes_after / MB, 3),
-                "live_mb": round(space.live_bytes / MB, 3),
-                "reclaimable_mb": round(space.reclaimable / MB, 3),
+                **space.metadata(config.reclaim_warn_bytes),
                 "advice": MetadataValue.md(space.advice()),
             },
         ),

@@ -14,6 +14,7 @@ from core.migration.scan import UnreadableRow, iter_batches, parse_row, validate
 from core.objectstore.base import ObjectStore, TransientStorageError
 from core.objectstore.retry import StoreUnavailable, retry_transient
 from core.sources import BlobSource
+from core.usage.formatting import round_mb
 
 MB = 1024 * 1024
 
@@ -141,10 +142,19 @@ def verify_references(
 
 @dataclass(frozen=True)
 class SpaceReport:
+    """Table size before and after a migration pass, and what the rows occupy now.
+
+    Rewriting a row writes a new row version; PostgreSQL keeps the old one's space in the table files
+    until a VACUUM FULL (or pg_repack) rewrites them, so right after a migration the table is usually
+    *bigger* than before. That is expected, not a failure: the space is reclaimable, and the check says
+    how much and how to reclaim it.
+    """
+
     table: str
     bytes_before: int
     bytes_after: int
     live_bytes: int  # what the rows occupy now
+    source: str = ""  # the configured source (partition) this report is for
 
     @property
     def reclaimable(self) -> int:
@@ -159,6 +169,34 @@ class SpaceReport:
             f"{self.reclaimable / MB:,.0f} MB to the OS. Plain (auto)VACUUM only makes the space reusable "
             "inside the table; it does not shrink the files."
         )
+
+    def warns(self, warn_bytes: int) -> bool:
+        """Only reclaimable space past the configured threshold is worth a warning."""
+        return self.reclaimable > warn_bytes
+
+    def summary(self, warn_bytes: int) -> str:
+        """One sentence for the check's description: which source, what changed, and whether it warns."""
+        name = f"{self.source} ({self.table})" if self.source else self.table
+        sizes = f"table {self.bytes_before / MB:,.1f} MB before, {self.bytes_after / MB:,.1f} MB after"
+        if self.bytes_after > self.bytes_before:
+            sizes += " (old row versions stay in the files until VACUUM FULL; expected after a rewrite)"
+        verdict = "above" if self.warns(warn_bytes) else "within"
+        return (
+            f"{name}: {sizes}; {self.reclaimable / MB:,.1f} MB reclaimable, {verdict} the warning "
+            f"threshold of {warn_bytes / MB:,.0f} MB."
+        )
+
+    def metadata(self, warn_bytes: int) -> dict[str, str | float]:
+        """Figures for the check result (MB to 3 decimals), named for the source they are about."""
+        return {
+            "source": self.source,
+            "table": self.table,
+            "table_mb_before": round_mb(self.bytes_before / MB),
+            "table_mb_after": round_mb(self.bytes_after / MB),
+            "live_mb": round_mb(self.live_bytes / MB),
+            "reclaimable_mb": round_mb(self.reclaimable / MB),
+            "warn_above_mb": round_mb(warn_bytes / MB),
+        }
 
 
 def live_bytes(conn: sa.Connection, source: BlobSource) -> int:

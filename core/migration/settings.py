@@ -46,7 +46,7 @@ def parse_migration_config(raw: dict[str, Any]) -> MigrationConfig:
             declared_type_columns=tuple(sorted((raw.get("declared_type_columns") or {}).items())),
         ),
         reference_sample=int(_positive(raw, "reference_sample", 25)),
-        reclaim_warn_bytes=int(_positive(raw, "reclaim_warn_mb", 1) * 1024 * 1024),
+        reclaim_warn_bytes=int(_positive(raw, "reclaim_warn_mb", 1024) * 1024 * 1024),
         database_price_gb_month=_positive(prices, "database_per_gb_month", 0.25),
         object_price_gb_month=_positive(prices, "object_storage_per_gb_month", 0.015),
     )

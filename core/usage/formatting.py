@@ -72,3 +72,13 @@ def percent_less(pct: float) -> str:
 
 def yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
+
+
+def round_mb(mb: float) -> float:
+    """MB in run metadata: 3 decimals, like GB."""
+    return round(mb, 3) if math.isfinite(mb) else 0.0
+
+
+def round_rate(per_second: float) -> float:
+    """A throughput (MB/s, items/s) in run metadata: one decimal."""
+    return round(per_second, 1) if math.isfinite(per_second) else 0.0
