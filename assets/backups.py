@@ -30,6 +30,7 @@ from core.backups.retention import apply_retention
 from core.backups.settings import load_settings
 from core.backups.verify import verify_backups
 from core.objectstore.retry import report_store_stats
+from core.progress import logged_progress
 from orchestration.lineage import run_lineage
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
@@ -165,6 +166,7 @@ def object_backup(
         run_id=context.run.run_id,
         read_share=1.0 if config.read_all else settings.sample_share,
         lineage=run_lineage(context),
+        progress=logged_progress(context.log.info, f"object backup {day}", unit="objects"),
     )
     for problem in result.problems:
         context.log.warning(f"object backup problem: {problem}")

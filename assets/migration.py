@@ -24,6 +24,7 @@ from core.migration.engine import migrate_source
 from core.migration.inventory import inventory_source, table_size
 from core.migration.settings import load_migration_config
 from core.objectstore.retry import report_store_stats
+from core.progress import logged_progress
 from core.sources import BlobSource, SourcesConfig, check_against_database
 from orchestration.lineage import run_lineage
 from resources.database import PostgresResource
@@ -163,8 +164,15 @@ def migration_result(
     store = object_store.store()
     with engine.connect() as conn:
         size_before = table_size(conn, source)
+    progress = logged_progress(context.log.info, f"migration of {source.name}")
     stats = migrate_source(
-        engine, store, source, settings=config.engine, run_id=context.run_id, lineage=run_lineage(context)
+        engine,
+        store,
+        source,
+        settings=config.engine,
+        run_id=context.run_id,
+        lineage=run_lineage(context),
+        progress=progress,
     )
     context.log.info(f"{source.name}: {stats}")
 

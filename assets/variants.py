@@ -35,6 +35,7 @@ from assets.sources import OWNER
 from assets.uploads import GROUP, PROCESSED_UPLOADS_KEY, UPLOAD_DAYS
 from core.imaging import load_variant_plan
 from core.objectstore.retry import StoreStats, report_store_stats, stats_of
+from core.progress import logged_progress
 from core.variants import (
     VariantStats,
     failed_variant_rate,
@@ -117,6 +118,7 @@ def render_variant_batch(
         load_variant_plan(),
         retry_failed=config.retry_failed,
         lineage=run_lineage(context, IMAGE_VARIANTS_KEY),
+        progress=logged_progress(context.log.info, "variant batch", unit="originals", total=len(batch)),
     )
     return {**stats.__dict__, STORE_COUNTS: stats_of(store).counts()}
 

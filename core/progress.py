@@ -8,12 +8,15 @@ layer hands it `context.log.info`; the quick start hands it a terminal progress 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 MB = 1024 * 1024
+#: A long run logs its progress at least this often (seconds); MEDIA_PROGRESS_SECONDS overrides it.
+DEFAULT_EVERY_SECONDS = 10.0
 
 
 def format_duration(seconds: float) -> str:
@@ -148,3 +151,36 @@ class ProgressReporter:
 def log_progress(log: Callable[[str], None]) -> Callable[[ProgressSnapshot], None]:
     """An `emit` that writes each snapshot as one line through a logger (e.g. `context.log.info`)."""
     return lambda snapshot: log(snapshot.line())
+
+
+def progress_every_seconds() -> float:
+    """Seconds between progress lines: MEDIA_PROGRESS_SECONDS (0 logs after every step), else 10."""
+    raw = os.environ.get("MEDIA_PROGRESS_SECONDS", "").strip()
+    if not raw:
+        return DEFAULT_EVERY_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"MEDIA_PROGRESS_SECONDS must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"MEDIA_PROGRESS_SECONDS must not be negative, got {raw!r}")
+    return value
+
+
+def logged_progress(
+    log: Callable[[str], None],
+    label: str,
+    *,
+    unit: str = "rows",
+    total: int | None = None,
+    total_bytes: int | None = None,
+) -> ProgressReporter:
+    """A reporter writing to a run's log (`context.log.info`) at the configured interval."""
+    return ProgressReporter(
+        label,
+        log_progress(log),
+        unit=unit,
+        total=total,
+        total_bytes=total_bytes,
+        every_seconds=progress_every_seconds(),
+    )

@@ -33,6 +33,7 @@ from core.keys import variant_key
 from core.lineage import NO_RUN, RunLineage
 from core.objectstore.base import ObjectStore, ObjectStoreError
 from core.objectstore.retry import retry_transient
+from core.progress import ProgressReporter
 
 logger = logging.getLogger(__name__)
 
@@ -332,9 +333,10 @@ def process_batch(
     *,
     retry_failed: bool = False,
     lineage: RunLineage = NO_RUN,
+    progress: ProgressReporter | None = None,
 ) -> VariantStats:
     """Variants for a batch of originals, one at a time (bounded memory); storage puts overlap in a
-    small thread pool because they are I/O-bound."""
+    small thread pool because they are I/O-bound. `progress` is advanced per original."""
     started = time.perf_counter()
     total = VariantStats()
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="variant-put") as pool:
@@ -344,7 +346,11 @@ def process_batch(
                     store, engine, original, plan, retry_failed=retry_failed, pool=pool, lineage=lineage
                 )
             )
+            if progress is not None:
+                progress.advance(1, original.size_bytes)
     total.seconds = time.perf_counter() - started
+    if progress is not None:
+        progress.finish()
     return total
 
 

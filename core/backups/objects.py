@@ -33,6 +33,7 @@ from core.objectstore.base import (
     sha256_hex,
 )
 from core.objectstore.retry import StoreUnavailable
+from core.progress import ProgressReporter
 
 MANIFEST_CONTENT_TYPE = "application/json"
 COPY_CONTENT_TYPE = "application/octet-stream"
@@ -112,6 +113,17 @@ _DAY_OBJECTS = sa.text(
 )
 
 
+def day_totals(conn: sa.Connection, day: date) -> tuple[int, int]:
+    """(objects, bytes) the day's backup will list: catalog rows only, for progress."""
+    start, end = day_window(day)
+    sql = _DAY_OBJECTS.text.replace("ORDER BY 1, 2", "")
+    row = conn.execute(
+        sa.text(f"SELECT count(*), coalesce(sum(size_bytes), 0) FROM ({sql}) day_objects"),
+        {"start": start, "end": end},
+    ).one()
+    return int(row[0]), int(row[1])
+
+
 def day_window(day: date) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time.min, tzinfo=UTC)
     return start, start + timedelta(days=1)
@@ -179,6 +191,7 @@ def run_object_backup(
     batch_size: int = 500,
     read_share: float = 1.0,
     lineage: RunLineage | None = None,
+    progress: ProgressReporter | None = None,
 ) -> ObjectBackupResult:
     """Back up the objects of `day`; the catalog row ends verified only if every listed object is in the
     backup location with its checksum. Problems (a missing or corrupt source) are recorded, not fatal.
@@ -204,18 +217,24 @@ def run_object_backup(
         with tempfile.TemporaryDirectory(prefix="obj-backup-") as tmp, ThreadPoolExecutor(workers) as pool:
             work_dir = Path(tmp)
             with engine.connect() as read_conn:
+                if progress is not None and progress.total is None:
+                    progress.total, progress.total_bytes = day_totals(read_conn, day)
                 batch: list[ObjectEntry] = []
                 for entry in objects_of_day(read_conn, day):
                     batch.append(entry)
                     if len(batch) >= batch_size:
                         _copy_batch(
-                            engine, source, backup, batch, backup_id, pool, work_dir, result, entries, lineage
-                        )
+                            engine, source, backup, batch, backup_id, pool, work_dir, result, entries,
+                            lineage, progress,
+                        )  # fmt: skip
                         batch = []
                 if batch:
                     _copy_batch(
-                        engine, source, backup, batch, backup_id, pool, work_dir, result, entries, lineage
-                    )
+                        engine, source, backup, batch, backup_id, pool, work_dir, result, entries, lineage,
+                        progress,
+                    )  # fmt: skip
+            if progress is not None:
+                progress.finish()
         # Every listed object must now be in the backup location with the right checksum.
         _check_and_repair(
             engine, source, backup, entries, backup_id, day, read_share, workers, result, lineage
@@ -291,7 +310,9 @@ def _copy_batch(
     result: ObjectBackupResult,
     entries: list[dict[str, Any]],
     lineage: RunLineage,
+    progress: ProgressReporter | None = None,
 ) -> None:
+    advance = progress.advance if progress is not None else lambda _items, _nbytes: None
     with engine.connect() as conn:
         present = _already_copied(conn, sorted({e.sha256 for e in batch}))
     to_copy: dict[str, ObjectEntry] = {}
@@ -314,6 +335,7 @@ def _copy_batch(
     failed: dict[str, str] = {}
     copied_rows = []
     for entry, size, error in pool.map(attempt, to_copy.values()):
+        advance(1, entry.size_bytes)  # per object: a batch of big objects takes longer than a log interval
         if error is not None:
             failed[entry.sha256] = error
             result.problems.append(f"{entry.source_key}: {error}")
@@ -332,6 +354,9 @@ def _copy_batch(
     if copied_rows:
         with engine.begin() as conn:
             conn.execute(pg_insert(BackupObjectCopy).values(copied_rows).on_conflict_do_nothing())
+    skipped = [entry for entry in batch if to_copy.get(entry.sha256) is not entry]  # copied before, or twice
+    if skipped:
+        advance(len(skipped), sum(entry.size_bytes for entry in skipped))
     for entry in batch:
         item = entry.as_dict()
         if entry.sha256 in failed:

@@ -77,7 +77,9 @@ from core.migration.stream import (
     splice_sql,
     text_slices,
 )
+from core.migration.totals import remaining_totals, stored_bytes
 from core.objectstore.base import ObjectStore
+from core.progress import ProgressReporter
 from core.sources import BlobSource
 
 #: Hook for tests and tracing: called with "object_stored" (from a worker thread), "row_updated" (inside
@@ -368,8 +370,10 @@ class SourceMigrator:
         run_id: str | None = None,
         on_event: EventHook | None = None,
         lineage: RunLineage | None = None,
+        progress: ProgressReporter | None = None,
     ) -> None:
         self.engine = engine
+        self.progress = progress
         self.store = store
         self.source = source
         self.settings = settings or MigrationSettings()
@@ -415,6 +419,11 @@ class SourceMigrator:
         with self.engine.connect() as conn:
             pk_type = validate_source(conn, self.source, self.declared_column)
             last_pk, rows_scanned = _load_progress(conn, self.source.name)
+            if self.progress is not None and self.progress.total is None:
+                # What this pass has left (a resumed pass counts from where it resumes).
+                self.progress.total, self.progress.total_bytes = remaining_totals(
+                    conn, self.source, pk_type, last_pk
+                )
         self.stats.resumed_from_pk = last_pk
         self._budget = _ByteBudget(self.settings.in_flight_bytes)
         with ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="migrate") as pool:
@@ -430,6 +439,7 @@ class SourceMigrator:
             )
             while (batch := next(batches, None)) is not None:
                 batch_last_pk, batch_rows = str(batch[-1].pk), len(batch)
+                batch_bytes = self._stored_bytes(pk_type, batch)
                 self._run_batch(pool, batch)  # empties `batch`, so its text is freed as rows complete
                 del batch
                 rows_scanned += batch_rows
@@ -437,6 +447,8 @@ class SourceMigrator:
                 with self.engine.begin() as conn:
                     _save_progress(conn, self.source.name, batch_last_pk, rows_scanned, self.run_id)
                 self._event("batch_done")
+                if self.progress is not None:
+                    self.progress.advance(batch_rows, batch_bytes)
             # Rows whose object retention purged between its verification and the commit: again, now
             # that their objects are known to be gone (store_verified uploads them anew).
             for _round in range(3):
@@ -458,7 +470,16 @@ class SourceMigrator:
         # A complete pass: the next run starts again from the top (hybrid mode picks up new base64 rows).
         reset_progress(self.engine, self.source.name)
         self.stats.elapsed_seconds = time.monotonic() - started
+        if self.progress is not None:
+            self.progress.finish()
         return self.stats
+
+    def _stored_bytes(self, pk_type: str, batch: list[SourceRow]) -> int:
+        """The batch's stored column bytes, for progress only (one indexed query, nothing detoasted)."""
+        if self.progress is None:
+            return 0
+        with self.engine.connect() as conn:
+            return stored_bytes(conn, self.source, pk_type, [row.pk for row in batch])
 
     def _submit(self, pool: ThreadPoolExecutor, value: Any, path: str, row: SourceRow) -> Future[Any]:
         """Hand one value to the workers; a streamed row's values wait for room in the byte budget."""
@@ -763,9 +784,18 @@ def migrate_source(
     run_id: str | None = None,
     on_event: EventHook | None = None,
     lineage: RunLineage | None = None,
+    progress: ProgressReporter | None = None,
 ) -> MigrationStats:
     """Run one (possibly resumed) pass over `source`; see the module docstring. `lineage` (run, asset,
-    partition) is recorded on the catalog rows written; by default just `run_id`."""
+    partition) is recorded on the catalog rows written; by default just `run_id`. `progress`, when
+    given, is told the rows and stored bytes left before the pass and advanced after every batch."""
     return SourceMigrator(
-        engine, store, source, settings=settings, run_id=run_id, on_event=on_event, lineage=lineage
+        engine,
+        store,
+        source,
+        settings=settings,
+        run_id=run_id,
+        on_event=on_event,
+        lineage=lineage,
+        progress=progress,
     ).run()
