@@ -31,6 +31,7 @@ from core.backups.settings import load_settings
 from core.backups.verify import verify_backups
 from core.objectstore.retry import report_store_stats
 from core.progress import logged_progress
+from core.usage.formatting import round_rate
 from orchestration.lineage import run_lineage
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
@@ -118,7 +119,7 @@ def database_backup(
             "tables": len(result.tables),
             "rows": result.rows,
             "seconds": round(result.seconds, 2),
-            "mb_per_second": round(mb(result.size_bytes) / max(result.seconds, 1e-6), 2),
+            "mb_per_second": round_rate(result.size_bytes / 1_000_000 / max(result.seconds, 1e-6)),
             "manifest": MetadataValue.md("| table | rows | sha256 |\n|---|---|---|\n" + tables),
             **report_store_stats(context.log, "database backup", (store, "backup_store")),
         }

@@ -26,6 +26,7 @@ from core.migration.settings import load_migration_config
 from core.objectstore.retry import report_store_stats
 from core.progress import logged_progress
 from core.sources import BlobSource, SourcesConfig, check_against_database
+from core.usage.formatting import round_money, round_rate
 from orchestration.lineage import run_lineage
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
@@ -104,7 +105,7 @@ def inventory_result(
             "duplicates": inv.duplicates,
             "undecodable": inv.undecodable,
             "table_mb": round(inv.table_bytes / MB, 3),
-            "projected_monthly_saving_usd": round(inv.projected_monthly_saving_usd, 4),
+            "projected_monthly_saving_usd": round_money(inv.projected_monthly_saving_usd),
         }
     )
 
@@ -246,7 +247,7 @@ def migration_result(
             "rows_changed_by_app_during_run": stats.rows_changed_concurrently,
             "resumed_from_pk": MetadataValue.text(stats.resumed_from_pk or "start"),
             "elapsed_s": round(stats.elapsed_seconds, 3),
-            "mb_per_s": round(stats.mb_per_second, 3),
+            "mb_per_s": round_rate(stats.mb_per_second),
             **report_store_stats(context.log, f"migration of {source.name}", (store, "store")),
         },
         check_results=checks,

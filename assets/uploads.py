@@ -22,6 +22,7 @@ from assets.sources import OWNER, UPLOADS_AREA_KEY
 from core.imaging import load_variant_plan
 from core.objectstore.retry import report_store_stats
 from core.uploads import UploadStats, pending_uploads, percentile, process_uploads
+from core.usage.formatting import round_rate
 from orchestration.lineage import run_lineage
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
@@ -54,7 +55,7 @@ def upload_metadata(stats: UploadStats) -> dict[str, object]:
         "variants": variants.variants_ready,
         "variants_skipped": variants.variants_skipped,
         "variants_failed": variants.variants_failed,
-        "uploads_per_second": round(stats.uploads / stats.seconds, 2) if stats.seconds else 0.0,
+        "uploads_per_second": round_rate(stats.uploads / stats.seconds) if stats.seconds else 0.0,
         "latency_p95_seconds": round(percentile(stats.latencies, 95), 2),
         "rejected_by_reason": MetadataValue.md(
             "| reason | uploads |\n|---|---|\n"

@@ -36,6 +36,7 @@ from assets.uploads import GROUP, PROCESSED_UPLOADS_KEY, UPLOAD_DAYS
 from core.imaging import load_variant_plan
 from core.objectstore.retry import StoreStats, report_store_stats, stats_of
 from core.progress import logged_progress
+from core.usage.formatting import round_pct, round_rate
 from core.variants import (
     VariantStats,
     failed_variant_rate,
@@ -138,7 +139,7 @@ def failed_variant_rate_check(postgres: PostgresResource) -> AssetCheckResult:
         check_name=FAILED_RATE_CHECK,
         passed=rate < FAILED_RATE_WARN,
         severity=AssetCheckSeverity.WARN,
-        metadata={"failed_variants": failed, "variants": total, "failed_rate": round(rate, 4)},
+        metadata={"failed_variants": failed, "variants": total, "failed_pct": round_pct(rate * 100)},
     )
 
 
@@ -163,7 +164,7 @@ def summarize_variants(context: OpExecutionContext, postgres: PostgresResource, 
         "batches": len(results),
         "bytes_saved_by_webp": total.bytes_original_webp - total.bytes_webp,
         "bytes_saved_by_avif": total.bytes_original_avif - total.bytes_avif,
-        "images_per_second": round(total.images / wall, 2) if wall else 0.0,
+        "images_per_second": round_rate(total.images / wall) if wall else 0.0,
         "errors": MetadataValue.md("\n".join(f"- {e}" for e in total.errors) or "none"),
         **report_store_stats(context.log, "variants", (store_stats, "store")),
     }

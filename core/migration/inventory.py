@@ -83,9 +83,9 @@ def inventory_source(
                 else:
                     seen.add(digest)
                     result.unique_decoded_bytes += len(data)
-    result.projected_monthly_saving_usd = round(
+    # Unrounded: shown rounded (core.usage.formatting), so a small table's saving is not $0.0000.
+    result.projected_monthly_saving_usd = (
         result.bytes_as_stored / GB * database_price_gb_month
-        - result.unique_decoded_bytes / GB * object_price_gb_month,
-        4,
+        - result.unique_decoded_bytes / GB * object_price_gb_month
     )
     return result
