@@ -96,15 +96,22 @@ def database_backup(
     settings = load_settings()
     day = date.fromisoformat(context.partition_key)
     store = backup_store.store()
-    result = run_database_backup(
-        postgres.database_url,
-        store,
-        day,
-        compression=config.compression_level if config.compression_level >= 0 else settings.compression_level,
-        pg_bin_dir=config.pg_bin_dir or settings.pg_bin_dir,
-        exclude_schemas=settings.exclude_schemas,
-        run_id=context.run.run_id,
-    )
+    # Lines per table digested beside pg_dump, and every interval while the dump and upload go on.
+    progress = logged_progress(context.log.info, f"database backup {day}", unit="tables")
+    with progress.ticking():
+        result = run_database_backup(
+            postgres.database_url,
+            store,
+            day,
+            compression=config.compression_level
+            if config.compression_level >= 0
+            else settings.compression_level,
+            pg_bin_dir=config.pg_bin_dir or settings.pg_bin_dir,
+            exclude_schemas=settings.exclude_schemas,
+            run_id=context.run.run_id,
+            progress=progress,
+        )
+        progress.finish()
     tables = "\n".join(
         f"| {name} | {t['rows']} | `{str(t['sha256'])[:16]}` |" for name, t in sorted(result.tables.items())
     )

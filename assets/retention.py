@@ -23,7 +23,8 @@ from assets.sources import LEGACY_KEYS, OWNER, UPLOADS_AREA_KEY
 from assets.uploads import PROCESSED_UPLOADS_KEY
 from assets.variants import IMAGE_VARIANTS_KEY
 from core.objectstore.retry import report_store_stats
-from core.retention.policies import load_retention_config
+from core.progress import AnnouncedSteps, logged_progress
+from core.retention.policies import POLICY_ORDER, load_retention_config
 from core.retention.sweep import SweepReport, referenced_but_deleted, run_sweep
 from core.sources import load_sources_config
 from orchestration.lineage import run_lineage
@@ -104,18 +105,23 @@ def retention_sweep(
 ) -> MaterializeResult:
     store = object_store.store()
     lineage = run_lineage(context)
+    retention_config = load_retention_config()
+    enabled = sum(retention_config.is_enabled(name) for name in POLICY_ORDER)
+    progress = logged_progress(context.log.info, "retention", unit="policies", total=enabled)
+    steps = AnnouncedSteps(progress, context.log.info)
     report = run_sweep(
         postgres.engine(),
         store,
         load_sources_config(),
-        load_retention_config(),
+        retention_config,
         run_id=context.run_id,
         asset_key=lineage.asset_key,
         partition_key=lineage.partition_key,
         now=reference_time(context.partition_key),
         dry_run=config.dry_run,
-        progress=context.log.info,
+        progress=steps,
     )
+    steps.finish()
     verb = "would delete" if report.dry_run else "deleted"
     context.log.info(
         f"retention sweep {verb} {report.deleted} items, {report.bytes_reclaimed} bytes\n{report.markdown()}"

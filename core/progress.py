@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 MB = 1024 * 1024
@@ -139,9 +140,40 @@ class ProgressReporter:
             self.emitted += 1
         self._emit(snapshot)
 
-    def finish(self) -> ProgressSnapshot:
+    @contextmanager
+    def ticking(self) -> Iterator[ProgressReporter]:
+        """Within the block, also emit from a background thread whenever nothing was emitted for
+        `every_seconds`: one long step (a big table, an upload) does not leave the log silent."""
+        if self.every_seconds <= 0:
+            yield self
+            return
+        stop = threading.Event()
+
+        def tick() -> None:
+            while not stop.wait(self.every_seconds / 2):
+                now = self._clock()
+                with self._lock:
+                    if now - self._last_emitted < self.every_seconds:
+                        continue
+                    self._last_emitted = now
+                    snapshot = self._snapshot(now)
+                    self.emitted += 1
+                self._emit(snapshot)
+
+        thread = threading.Thread(target=tick, name=f"progress {self.label}", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
+
+    def finish(self, items: int = 0, nbytes: int = 0) -> ProgressSnapshot:
+        """Emit the final figures (after counting the last `items`/`nbytes`, if given)."""
         now = self._clock()
         with self._lock:
+            self._done += items
+            self._done_bytes += nbytes
             snapshot = self._snapshot(now)
             self.emitted += 1
         self._emit(snapshot)
@@ -184,3 +216,27 @@ def logged_progress(
         total_bytes=total_bytes,
         every_seconds=progress_every_seconds(),
     )
+
+
+class AnnouncedSteps:
+    """For work that announces each step as it starts (the retention sweep: `retention: <policy>`): log
+    the announcement and count the step before it as done; progress lines carry the current step's
+    announcement as their label (`retention: inactive_users: 2/6 policies (33 %), ...`)."""
+
+    def __init__(self, reporter: ProgressReporter, log: Callable[[str], None]) -> None:
+        self.reporter = reporter
+        self._log = log
+        self._started = False
+
+    def __call__(self, message: str) -> None:
+        self._log(message)
+        self.reporter.label = message
+        if self._started:
+            self.reporter.advance()
+        self._started = True
+
+    def finish(self) -> ProgressSnapshot:
+        """The last announced step is done too."""
+        snapshot = self.reporter.finish(items=int(self._started))
+        self._started = False
+        return snapshot

@@ -4,6 +4,7 @@ variant batches through the reporter they are handed (done/total, MB, rate)."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -12,9 +13,10 @@ import sqlalchemy as sa
 from dagster import DagsterInstance, materialize
 
 from assets.migration import migrated_blobs
+from core.backups.database import run_database_backup
 from core.backups.objects import run_object_backup
 from core.catalog.db import get_engine
-from core.progress import ProgressReporter, ProgressSnapshot
+from core.progress import AnnouncedSteps, ProgressReporter, ProgressSnapshot
 from tests.support.backups import add_object, add_variant, local_store, prepare_database, random_bytes
 from tests.support.migration import create_legacy_tables
 from tests.test_migration_assets import resources
@@ -100,3 +102,75 @@ def test_a_variant_batch_reports_each_original_it_rendered(database_url: str, tm
     assert [snap.done for snap in lines] == [1, 2, 3, 3]
     assert lines[-1].done_bytes == sum(len(data) for data in images)
     assert lines[-1].line().startswith("variant batch: 3/3 originals (100 %)")
+
+
+def test_ticking_emits_while_one_long_step_gives_no_news_and_stops_after() -> None:
+    lines: list[ProgressSnapshot] = []
+    reporter = ProgressReporter("upload", lines.append, unit="files", total=1, every_seconds=0.05)
+    with reporter.ticking():
+        time.sleep(0.4)  # one step that never advances
+    during = len(lines)
+    time.sleep(0.2)
+    assert during >= 2 and len(lines) == during
+    assert all(snap.done == 0 and snap.total == 1 for snap in lines)
+
+
+def test_announced_steps_count_each_step_done_when_the_next_starts() -> None:
+    logged: list[str] = []
+    lines: list[ProgressSnapshot] = []
+    reporter = ProgressReporter("retention", lines.append, unit="policies", total=3, every_seconds=0)
+    steps = AnnouncedSteps(reporter, logged.append)
+    names = ("orphaned_objects", "soft_deleted_rows", "inactive_users")
+    announcements = [f"retention: {name}" for name in names]
+    for message in announcements:
+        steps(message)
+    steps.finish()
+    assert logged == announcements
+    assert [(snap.label, snap.done) for snap in lines] == [
+        ("retention: soft_deleted_rows", 1),
+        ("retention: inactive_users", 2),
+        ("retention: inactive_users", 3),
+    ]
+
+
+def test_a_database_backup_reports_each_table_digested_against_all_tables(
+    database_url: str, tmp_path: Path
+) -> None:
+    prepare_database(database_url, rows=20)
+    lines: list[ProgressSnapshot] = []
+    reporter = ProgressReporter("database backup", lines.append, unit="tables", every_seconds=0)
+    store = local_store(tmp_path / "backups")
+    result = run_database_backup(database_url, store, date(2026, 11, 20), progress=reporter)
+    tables = len(result.tables)
+    assert [snap.done for snap in lines] == list(range(1, tables + 1))
+    assert {snap.total for snap in lines} == {tables}
+    assert lines[-1].done_bytes == lines[-1].total_bytes > 0
+
+
+def test_a_retention_sweep_logs_policies_done_of_the_enabled_ones(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from assets.retention import retention_sweep
+    from core.retention.policies import POLICY_ORDER, load_retention_config
+    from resources.database import PostgresResource
+    from resources.object_store import ObjectStoreResource
+    from tests.support.retention import catalog
+
+    monkeypatch.setenv("MEDIA_PROGRESS_SECONDS", "0")
+    catalog(database_url)
+    config = load_retention_config()
+    enabled = sum(config.is_enabled(name) for name in POLICY_ORDER)
+    instance = DagsterInstance.ephemeral()
+    result = materialize(
+        [retention_sweep],
+        partition_key=datetime.now(UTC).date().isoformat(),
+        resources={
+            "postgres": PostgresResource(database_url=database_url),
+            "object_store": ObjectStoreResource(local_root=str(tmp_path / "objects"), signing_secret="s"),
+        },
+        instance=instance,
+    )
+    assert result.success
+    messages = [record.user_message for record in instance.all_logs(result.run_id)]
+    counts = [m.split(": ")[-1].split(" policies")[0] for m in messages if " policies (" in m]
+    assert counts == [f"{done}/{enabled}" for done in range(1, enabled + 1)]

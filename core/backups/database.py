@@ -25,6 +25,7 @@ from core.catalog.db import get_engine
 from core.catalog.models import Backup
 from core.keys import safe_segment
 from core.objectstore.base import ObjectStore, sha256_file, sha256_hex
+from core.progress import ProgressReporter
 
 DUMP_CONTENT_TYPE = "application/vnd.postgresql.custom-dump"
 MANIFEST_CONTENT_TYPE = "application/json"
@@ -109,8 +110,10 @@ def run_database_backup(
     run_id: str | None = None,
     work_dir: Path | None = None,
     on_dump_started: Callable[[subprocess.Popen[bytes]], None] | None = None,
+    progress: ProgressReporter | None = None,
 ) -> DatabaseBackupResult:
-    """Dump the database for `day` into `store`; return what was written. Raises BackupFailed."""
+    """Dump the database for `day` into `store`; return what was written. Raises BackupFailed.
+    `progress` follows the table digests taken beside pg_dump (tables and MB read)."""
     engine = get_engine(database_url)
     started = _now()
     backup_id = _insert_row(engine, day, run_id)
@@ -124,7 +127,7 @@ def run_database_backup(
         with tempfile.TemporaryDirectory(prefix="db-backup-", dir=work_dir) as tmp:
             path = Path(tmp) / "backup.dump"
             tables, snapshot_time = _dump_in_snapshot(
-                engine, dump_tool, target, path, compression, exclude_schemas, on_dump_started
+                engine, dump_tool, target, path, compression, exclude_schemas, on_dump_started, progress
             )
             size = path.stat().st_size
             sha256 = sha256_file(path)
@@ -211,6 +214,7 @@ def _dump_in_snapshot(
     compression: int,
     exclude_schemas: tuple[str, ...],
     on_dump_started: Callable[[subprocess.Popen[bytes]], None] | None,
+    progress: ProgressReporter | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Export a snapshot, run pg_dump on it, and digest the tables in that same snapshot meanwhile."""
     with engine.connect() as conn:
@@ -226,7 +230,7 @@ def _dump_in_snapshot(
                 try:
                     if on_dump_started is not None:
                         on_dump_started(proc)
-                    tables = digest_database(conn, exclude_schemas)
+                    tables = digest_database(conn, exclude_schemas, progress)
                     _, stderr = proc.communicate()
                 except BaseException:
                     proc.kill()

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from core.progress import ProgressReporter
+
 #: Session settings that make the text form of timestamps and floats independent of the server's defaults.
 _STABLE_OUTPUT = (
     "SET LOCAL TimeZone = 'UTC'",
@@ -95,13 +97,34 @@ def set_stable_output(conn: sa.Connection) -> None:
         conn.execute(sa.text(statement))
 
 
-def digest_database(conn: sa.Connection, exclude_schemas: Iterable[str] = ()) -> dict[str, TableDigest]:
-    """Digest every table; call inside a REPEATABLE READ transaction so all tables share one snapshot."""
+def digest_database(
+    conn: sa.Connection, exclude_schemas: Iterable[str] = (), progress: ProgressReporter | None = None
+) -> dict[str, TableDigest]:
+    """Digest every table; call inside a REPEATABLE READ transaction so all tables share one snapshot.
+    `progress` counts tables and their size on disk (what is read) as each one is done."""
     set_stable_output(conn)
-    return {
-        f"{schema}.{table}": digest_table(conn, schema, table)
-        for schema, table in list_tables(conn, exclude_schemas)
-    }
+    tables = list_tables(conn, exclude_schemas)
+    sizes = _table_sizes(conn, tables) if progress is not None else {}
+    if progress is not None and progress.total is None:
+        progress.total, progress.total_bytes = len(tables), sum(sizes.values())
+    digests = {}
+    for schema, table in tables:
+        digests[f"{schema}.{table}"] = digest_table(conn, schema, table)
+        if progress is not None:
+            progress.advance(1, sizes.get((schema, table), 0))
+    return digests
+
+
+def _table_sizes(conn: sa.Connection, tables: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """pg_table_size (heap and TOAST, what a digest reads) of each table; catalog lookups only."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT s, t, pg_table_size((quote_ident(s) || '.' || quote_ident(t))::regclass) "
+            "FROM unnest(CAST(:schemas AS text[]), CAST(:tables AS text[])) AS x(s, t)"
+        ),
+        {"schemas": [s for s, _ in tables], "tables": [t for _, t in tables]},
+    )
+    return {(s, t): int(size or 0) for s, t, size in rows}
 
 
 def compare_digests(expected: dict[str, dict[str, object]], actual: dict[str, TableDigest]) -> list[str]:
