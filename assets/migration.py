@@ -166,15 +166,16 @@ def migration_result(
     with engine.connect() as conn:
         size_before = table_size(conn, source)
     progress = logged_progress(context.log.info, f"migration of {source.name}")
-    stats = migrate_source(
-        engine,
-        store,
-        source,
-        settings=config.engine,
-        run_id=context.run_id,
-        lineage=run_lineage(context),
-        progress=progress,
-    )
+    with progress.ticking():  # a streamed row of gigabytes is one batch: still a line per interval
+        stats = migrate_source(
+            engine,
+            store,
+            source,
+            settings=config.engine,
+            run_id=context.run_id,
+            lineage=run_lineage(context),
+            progress=progress,
+        )
     context.log.info(f"{source.name}: {stats}")
 
     left = base64_left(engine, source)
