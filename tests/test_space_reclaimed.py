@@ -58,5 +58,5 @@ def test_the_check_passes_after_a_migration_and_names_its_partition(
     check = next(c for c in result.get_asset_check_evaluations() if c.check_name == SPACE_RECLAIMED)
     assert check.passed and check.severity == AssetCheckSeverity.WARN
     assert check.metadata["source"].value == "characters"
-    assert check.description is not None and check.description.startswith("characters (")
+    assert check.description is not None and check.description.startswith("characters (public.characters): ")
     assert "advice" in check.metadata

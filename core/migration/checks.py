@@ -176,7 +176,8 @@ class SpaceReport:
 
     def summary(self, warn_bytes: int) -> str:
         """One sentence for the check's description: which source, what changed, and whether it warns."""
-        name = f"{self.source} ({self.table})" if self.source else self.table
+        table = self.table.replace('"', "")  # "public"."stories" reads public.stories in a sentence
+        name = f"{self.source} ({table})" if self.source else table
         sizes = f"table {self.bytes_before / MB:,.1f} MB before, {self.bytes_after / MB:,.1f} MB after"
         if self.bytes_after > self.bytes_before:
             sizes += " (old row versions stay in the files until VACUUM FULL; expected after a rewrite)"
