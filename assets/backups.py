@@ -165,17 +165,19 @@ def object_backup(
     settings = load_settings()
     day = date.fromisoformat(context.partition_key)
     media, backup = object_store.store(), backup_store.store()
-    result = run_object_backup(
-        postgres.database_url,
-        media,
-        backup,
-        day,
-        workers=settings.copy_workers,
-        run_id=context.run.run_id,
-        read_share=1.0 if config.read_all else settings.sample_share,
-        lineage=run_lineage(context),
-        progress=logged_progress(context.log.info, f"object backup {day}", unit="objects"),
-    )
+    progress = logged_progress(context.log.info, f"object backup {day}", unit="objects")
+    with progress.ticking():  # a big object, and the check of every copy after the copying
+        result = run_object_backup(
+            postgres.database_url,
+            media,
+            backup,
+            day,
+            workers=settings.copy_workers,
+            run_id=context.run.run_id,
+            read_share=1.0 if config.read_all else settings.sample_share,
+            lineage=run_lineage(context),
+            progress=progress,
+        )
     for problem in result.problems:
         context.log.warning(f"object backup problem: {problem}")
     return MaterializeResult(

@@ -109,19 +109,20 @@ def retention_sweep(
     enabled = sum(retention_config.is_enabled(name) for name in POLICY_ORDER)
     progress = logged_progress(context.log.info, "retention", unit="policies", total=enabled)
     steps = AnnouncedSteps(progress, context.log.info)
-    report = run_sweep(
-        postgres.engine(),
-        store,
-        load_sources_config(),
-        retention_config,
-        run_id=context.run_id,
-        asset_key=lineage.asset_key,
-        partition_key=lineage.partition_key,
-        now=reference_time(context.partition_key),
-        dry_run=config.dry_run,
-        progress=steps,
-    )
-    steps.finish()
+    with progress.ticking():  # one policy over a big catalog takes longer than the interval
+        report = run_sweep(
+            postgres.engine(),
+            store,
+            load_sources_config(),
+            retention_config,
+            run_id=context.run_id,
+            asset_key=lineage.asset_key,
+            partition_key=lineage.partition_key,
+            now=reference_time(context.partition_key),
+            dry_run=config.dry_run,
+            progress=steps,
+        )
+        steps.finish()
     verb = "would delete" if report.dry_run else "deleted"
     context.log.info(
         f"retention sweep {verb} {report.deleted} items, {report.bytes_reclaimed} bytes\n{report.markdown()}"

@@ -112,15 +112,17 @@ def render_variant_batch(
     batch: list,
 ) -> dict:
     store = object_store.store()
-    stats = process_batch(
-        store,
-        postgres.engine(),
-        batch,
-        load_variant_plan(),
-        retry_failed=config.retry_failed,
-        lineage=run_lineage(context, IMAGE_VARIANTS_KEY),
-        progress=logged_progress(context.log.info, "variant batch", unit="originals", total=len(batch)),
-    )
+    progress = logged_progress(context.log.info, "variant batch", unit="originals", total=len(batch))
+    with progress.ticking():  # a large original (a 50 MP photo, an animation) takes a while
+        stats = process_batch(
+            store,
+            postgres.engine(),
+            batch,
+            load_variant_plan(),
+            retry_failed=config.retry_failed,
+            lineage=run_lineage(context, IMAGE_VARIANTS_KEY),
+            progress=progress,
+        )
     return {**stats.__dict__, STORE_COUNTS: stats_of(store).counts()}
 
 
