@@ -108,7 +108,7 @@ def test_ticking_emits_while_one_long_step_gives_no_news_and_stops_after() -> No
     lines: list[ProgressSnapshot] = []
     reporter = ProgressReporter("upload", lines.append, unit="files", total=1, every_seconds=0.05)
     with reporter.ticking():
-        time.sleep(0.4)  # one step that never advances
+        time.sleep(0.6)  # one step that never advances
     during = len(lines)
     time.sleep(0.2)
     assert during >= 2 and len(lines) == during
