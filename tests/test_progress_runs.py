@@ -174,3 +174,18 @@ def test_a_retention_sweep_logs_policies_done_of_the_enabled_ones(
     messages = [record.user_message for record in instance.all_logs(result.run_id)]
     counts = [m.split(": ")[-1].split(" policies")[0] for m in messages if " policies (" in m]
     assert counts == [f"{done}/{enabled}" for done in range(1, enabled + 1)]
+
+
+def test_the_interval_is_ten_seconds_unless_media_progress_seconds_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from core.progress import progress_every_seconds
+
+    monkeypatch.delenv("MEDIA_PROGRESS_SECONDS", raising=False)
+    assert progress_every_seconds() == 10
+    monkeypatch.setenv("MEDIA_PROGRESS_SECONDS", "2.5")
+    assert progress_every_seconds() == 2.5
+    for wrong in ("soon", "-1"):
+        monkeypatch.setenv("MEDIA_PROGRESS_SECONDS", wrong)
+        with pytest.raises(ValueError, match="MEDIA_PROGRESS_SECONDS"):
+            progress_every_seconds()
