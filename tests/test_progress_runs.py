@@ -12,14 +12,13 @@ import pytest
 import sqlalchemy as sa
 from dagster import DagsterInstance, materialize
 
-from assets.migration import migrated_blobs
 from core.backups.database import run_database_backup
 from core.backups.objects import run_object_backup
 from core.catalog.db import get_engine
 from core.progress import AnnouncedSteps, ProgressReporter, ProgressSnapshot
 from tests.support.backups import add_object, add_variant, local_store, prepare_database, random_bytes
 from tests.support.migration import create_legacy_tables
-from tests.test_migration_assets import resources
+from tests.test_migration_assets import migration_of, resources
 
 LINE = re.compile(r"^migration of stories: (\d+)/(\d+) rows \((\d+) %\), ([\d,.]+)/([\d,.]+) MB")
 
@@ -34,8 +33,7 @@ def test_a_migration_run_logs_done_and_total_rows_and_mb_in_the_run_log(
         rows = conn.execute(sa.text("SELECT count(*) FROM stories")).scalar_one()
     instance = DagsterInstance.ephemeral()
     result = materialize(
-        [migrated_blobs],
-        partition_key="stories",
+        [migration_of("stories")],
         resources=resources(database_url, tmp_path),
         instance=instance,
     )

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from dagster import AssetCheckSeverity, DagsterInstance, materialize
 
-from assets.migration import SPACE_RECLAIMED, migrated_blobs
+from assets.migration import SPACE_RECLAIMED
 from core.migration.checks import MB, SpaceReport
 from core.migration.settings import load_migration_config
 from tests.support.migration import create_legacy_tables
-from tests.test_migration_assets import resources
+from tests.test_migration_assets import migration_of, resources
 
 GROWN = SpaceReport("public.stories", 146 * MB, 149 * MB, 3 * MB, source="stories")
 
@@ -50,8 +50,7 @@ def test_the_check_passes_after_a_migration_and_names_its_partition(
 ) -> None:
     create_legacy_tables(database_url, stories=2)
     result = materialize(
-        [migrated_blobs],
-        partition_key="characters",
+        [migration_of("characters")],
         resources=resources(database_url, tmp_path),
         instance=DagsterInstance.ephemeral(),
     )
