@@ -8,8 +8,10 @@ confuse tools (control characters, odd unicode) is refused instead of being "cle
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
 import unicodedata
+import uuid
 
 #: Longest allowed key, in UTF-8 bytes (S3's own limit).
 MAX_KEY_BYTES = 1024
@@ -31,6 +33,18 @@ _VALID_KEY = re.compile(rf"{_SEGMENT_PATTERN}(?:/{_SEGMENT_PATTERN})*")
 
 class InvalidKeyError(ValueError):
     """A key (or a part of one) is not acceptable as an object key."""
+
+
+class InvalidOwnerId(InvalidKeyError):
+    """An owner id that cannot be kept exactly (wrong type, empty, NUL, too long): refused, never cleaned."""
+
+
+class InvalidFileName(InvalidKeyError):
+    """A file name that is not text."""
+
+
+class PrivateKeyError(InvalidKeyError):
+    """The key is in a private area (quarantine): no public or signed access, ever."""
 
 
 def _show(value: str, limit: int = 60) -> str:
@@ -175,8 +189,11 @@ def variant_key(parent_sha256: str, variant_name: str, extension: str) -> str:
     return build_key("variants", *_fanout(parent_sha256), parent_sha256, f"{variant_name}.{extension}")
 
 
-def upload_key(day: datetime.date, owner_id: str, upload_id: str, filename: str) -> str:
-    """Staging key of a raw upload: `uploads/YYYY/MM/DD/<safe owner>/<upload_id>-<safe filename>`."""
+def upload_key(day: datetime.date, owner_id: object, upload_id: str, filename: object) -> str:
+    """Staging key of a raw upload: `uploads/YYYY/MM/DD/<owner segment>/<upload_id>-<name segment>`.
+
+    Owner and name segments are injective (`encoded_segment`): distinct owners never share a folder.
+    """
     if not isinstance(upload_id, str) or not _UPLOAD_ID.fullmatch(upload_id):
         raise InvalidKeyError(
             f"upload_id must be 1-64 chars of A-Z a-z 0-9 _ - (not starting with _ or -), "
@@ -187,6 +204,107 @@ def upload_key(day: datetime.date, owner_id: str, upload_id: str, filename: str)
         f"{day.year:04d}",
         f"{day.month:02d}",
         f"{day.day:02d}",
-        safe_segment(owner_id),
-        f"{upload_id}-{safe_segment(filename)}",
+        owner_segment(owner_id),
+        f"{upload_id}-{name_segment(filename)}",
     )
+
+
+# -- owners, names and the private area ---------------------------------------------------------------------
+
+#: Longest owner id accepted, in characters. Longer ids are refused, never cut: two ids sharing their first
+#: 255 characters would otherwise become one owner (quotas, GDPR export and erasure are per owner).
+MAX_OWNER_ID_CHARS = 255
+#: Marks an encoded segment (readable slug + hash); never part of a plain one, so both kinds never meet.
+HASH_MARK = "+"
+_HASH_CHARS = 16  # 64 bits of SHA-256: a collision needs ~4 billion distinct ids in one bucket
+#: A segment kept as it is: ASCII letters, digits, '_', '-' and inner dots; no '=' or '+'.
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+#: Keys under this prefix hold rejected bytes: never served, never signed.
+QUARANTINE_PREFIX = "quarantine"
+
+
+def validate_owner_id(value: object) -> str:
+    """The owner id exactly as it will be stored and compared, or InvalidOwnerId saying why.
+
+    Accepted: a str (kept byte for byte: no trimming, case folding or unicode normalisation), an int or a
+    UUID (converted with `str()`, which is also what Postgres' `::text` gives, so ids read from a source
+    column compare equal). Refused: other types (None, bool, float, bytes), "", NUL (Postgres TEXT cannot
+    hold it), lone surrogates (not UTF-8) and more than MAX_OWNER_ID_CHARS characters.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int | uuid.UUID):
+        raise InvalidOwnerId(f"owner id must be a str, an int or a UUID, not {type(value).__name__}")
+    owner = value if isinstance(value, str) else str(value)
+    if owner == "":
+        raise InvalidOwnerId("owner id is empty")
+    if "\x00" in owner:
+        raise InvalidOwnerId(f"owner id {_show(owner)} contains a NUL character")
+    if len(owner) > MAX_OWNER_ID_CHARS:
+        raise InvalidOwnerId(f"owner id {_show(owner)} is over {MAX_OWNER_ID_CHARS} characters")
+    try:
+        owner.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidOwnerId(f"owner id {_show(owner)} is not valid unicode (lone surrogate)") from None
+    return owner
+
+
+def encoded_segment(value: str, *, max_len: int = 100, keep_extension: bool = True) -> str:
+    """An injective, safe, readable key segment for untrusted text (owner ids, file names).
+
+    A plain value (ASCII letters, digits, `_`, `-`, inner dots; at most `max_len`) is its own segment.
+    Anything else becomes a readable slug plus `+` and 16 hex characters of the SHA-256 of the exact value
+    (before the extension, if the slug has one): `ålice` -> `alice+…`, `../alice` -> `alice+…`. Plain
+    segments never contain `+`, so a value and a different value's slug cannot meet.
+    """
+    if not isinstance(value, str):
+        raise InvalidKeyError(f"segment value must be a str, not {type(value).__name__}")
+    if not 2 * _HASH_CHARS <= max_len <= MAX_SEGMENT_LEN:
+        raise ValueError(f"max_len must be between {2 * _HASH_CHARS} and {MAX_SEGMENT_LEN}, got {max_len}")
+    if len(value) <= max_len and _PLAIN_SEGMENT.fullmatch(value) and ".." not in value:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", errors="surrogatepass")).hexdigest()[:_HASH_CHARS]
+    slug = safe_segment(value, max_len=max_len - _HASH_CHARS - 1)
+    stem, dot, extension = slug.rpartition(".")
+    if keep_extension and dot and stem:
+        return f"{stem}{HASH_MARK}{digest}.{extension}"
+    return f"{slug}{HASH_MARK}{digest}"
+
+
+def owner_segment(owner_id: object) -> str:
+    """The one key segment of an owner (upload keys, GDPR export keys): validated, then encoded."""
+    return encoded_segment(validate_owner_id(owner_id), keep_extension=False)
+
+
+def owner_from_segment(segment: str) -> str | None:
+    """The owner id a segment names when it can be read back (a plain id), else None (an encoded one)."""
+    try:
+        return segment if owner_segment(segment) == segment else None
+    except InvalidOwnerId:
+        return None
+
+
+def name_segment(filename: object) -> str:
+    """The key segment of an uploaded file name (any str, even empty); None or other types are refused."""
+    if not isinstance(filename, str):
+        raise InvalidFileName(f"file name must be a str, not {type(filename).__name__}")
+    return encoded_segment(filename)
+
+
+def is_private_key(key: str) -> bool:
+    """Keys of the quarantine area: readable by the platform only, never through a URL."""
+    return key == QUARANTINE_PREFIX or key.startswith(QUARANTINE_PREFIX + "/")
+
+
+def check_shareable(key: str) -> str:
+    """Return `key` if a URL may grant it; PrivateKeyError for the quarantine area."""
+    validate_key(key)
+    if is_private_key(key):
+        raise PrivateKeyError(f"key {_show(key)} is in the quarantine area: no public or signed access")
+    return key
+
+
+def quarantine_key(key: str) -> str:
+    """Where rejected bytes from `key` are kept: `quarantine/<key>` (one place per source key)."""
+    validate_key(key)
+    if is_private_key(key):
+        raise InvalidKeyError(f"key {_show(key)} is already in the quarantine area")
+    return build_key(QUARANTINE_PREFIX, key)

@@ -10,6 +10,7 @@ from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, 
 from pydantic import Field
 
 from assets.partitions import REFERENCES_POOL
+from core.keys import InvalidOwnerId, validate_owner_id
 from core.retention.gdpr import OwnerNotFound, delete_owner_everywhere, export_owner
 from core.retention.policies import load_retention_config
 from core.retention.sweep import OwnerOnLegalHold
@@ -31,10 +32,13 @@ class GdprDeleteConfig(Config):
 
 
 def _owner(owner_id: str) -> str:
-    owner_id = owner_id.strip()
-    if not owner_id:
+    """The owner id exactly as given (never trimmed: ` alice` and `alice` are two owners)."""
+    if not owner_id.strip():
         raise Failure("owner_id must name an owner")
-    return owner_id
+    try:
+        return validate_owner_id(owner_id)
+    except InvalidOwnerId as exc:
+        raise Failure(str(exc)) from None
 
 
 @op(description="Zip the owner's rows, catalog entries and objects into object storage; log a signed URL.")

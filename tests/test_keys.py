@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import posixpath
+import uuid
 
 import pytest
 from hypothesis import given, settings
@@ -11,13 +12,24 @@ from hypothesis import strategies as st
 
 from core.keys import (
     MAX_KEY_BYTES,
+    MAX_OWNER_ID_CHARS,
     MAX_SEGMENT_LEN,
+    InvalidFileName,
     InvalidKeyError,
+    InvalidOwnerId,
+    PrivateKeyError,
     build_key,
+    check_shareable,
+    encoded_segment,
+    is_private_key,
     original_key,
+    owner_from_segment,
+    owner_segment,
+    quarantine_key,
     safe_segment,
     upload_key,
     validate_key,
+    validate_owner_id,
     validate_prefix,
     variant_key,
 )
@@ -212,15 +224,105 @@ def test_variant_key_refuses_unsafe_variant_names(name: str) -> None:
         variant_key(SHA, name, "webp")
 
 
-def test_upload_key_dates_the_path_and_sanitises_owner_and_filename() -> None:
+def test_upload_key_dates_the_path_and_keeps_plain_owner_and_filename_as_they_are() -> None:
+    key = upload_key(datetime.date(2024, 3, 7), "user-42", "u-42", "My_Photo.HEIC")
+    assert key == "uploads/2024/03/07/user-42/u-42-My_Photo.HEIC"
+
+
+def test_upload_key_gives_a_changed_owner_or_filename_a_readable_slug_and_a_hash() -> None:
     key = upload_key(datetime.date(2024, 3, 7), "user@example.com", "u-42", "../My Photo.HEIC")
-    assert key == "uploads/2024/03/07/user-example.com/u-42-My-Photo.HEIC"
+    day, owner, name = key.rsplit("/", 2)[0], key.split("/")[4], key.split("/")[5]
+    assert day == "uploads/2024/03/07"
+    assert owner.startswith("user-example.com+") and len(owner) == len("user-example.com+") + 16
+    assert name.startswith("u-42-My-Photo+") and name.endswith(".HEIC")
 
 
 def test_upload_key_survives_hostile_owner_and_filename() -> None:
     key = upload_key(datetime.date(2024, 1, 1), "../../", "id1", "\x00/../.." + "x" * 5000)
     assert validate_key(key) == key
-    assert key.startswith("uploads/2024/01/01/unnamed/id1-")
+    assert key.startswith("uploads/2024/01/01/unnamed+")
+
+
+@pytest.mark.parametrize("owner", ["alice/", "../alice", "ålice", "ALICE", "alice ", "a\u0308lice", "alice."])
+def test_owners_that_used_to_share_the_alice_folder_get_their_own(owner: str) -> None:
+    day = datetime.date(2024, 1, 1)
+    assert owner_segment(owner) != "alice"
+    assert upload_key(day, owner, "u1", "f.jpg") != upload_key(day, "alice", "u1", "f.jpg")
+
+
+def test_long_owner_ids_differing_after_255_chars_are_refused_not_cut() -> None:
+    base = "o" * MAX_OWNER_ID_CHARS
+    assert validate_owner_id(base) == base
+    assert owner_segment(base) != owner_segment(base[:-1])
+    with pytest.raises(InvalidOwnerId, match="over 255"):
+        validate_owner_id(base + "x")
+
+
+@pytest.mark.parametrize(
+    ("owner", "why"),
+    [
+        ("ali\x00ce", "NUL"),
+        ("", "empty"),
+        (None, "NoneType"),
+        (True, "bool"),
+        (3.0, "float"),
+        (b"alice", "bytes"),
+        ("\ud800", "surrogate"),
+    ],
+)
+def test_owner_ids_that_cannot_be_kept_exactly_are_refused_with_the_reason(owner: object, why: str) -> None:
+    with pytest.raises(InvalidOwnerId, match=why):
+        validate_owner_id(owner)
+    with pytest.raises(InvalidOwnerId, match=why):
+        upload_key(datetime.date(2024, 1, 1), owner, "u1", "f.jpg")
+
+
+def test_int_and_uuid_owners_are_stored_as_their_str() -> None:
+    ident = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    assert validate_owner_id(42) == "42"
+    assert validate_owner_id(ident) == str(ident)
+    assert owner_segment(42) == "42" == owner_segment("42")
+
+
+@pytest.mark.parametrize("name", [None, 7, b"x.jpg"])
+def test_file_names_that_are_not_text_are_a_validation_error_not_a_type_error(name: object) -> None:
+    with pytest.raises(InvalidFileName, match="file name must be a str"):
+        upload_key(datetime.date(2024, 1, 1), "alice", "u1", name)
+
+
+def test_plain_owner_segments_read_back_and_encoded_ones_do_not() -> None:
+    assert owner_from_segment("alice") == "alice"
+    assert owner_from_segment(owner_segment("ålice")) is None
+    assert owner_from_segment("alice+0123456789abcdef") is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=120), st.text(max_size=120))
+def test_owner_and_name_segments_are_injective_and_safe(a: str, b: str) -> None:
+    """Distinct values never share a segment; every segment is a valid key segment."""
+    for value in (a, b):
+        segment = encoded_segment(value)
+        assert validate_key(segment) == segment and ".." not in segment
+    if a != b:
+        assert encoded_segment(a) != encoded_segment(b)
+        assert encoded_segment(a, keep_extension=False) != encoded_segment(b, keep_extension=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=40).filter(lambda s: "\x00" not in s))
+def test_owner_segment_never_equals_another_owners_plain_segment(owner: str) -> None:
+    """An encoded segment contains '+', which no plain owner id can: `ålice` can never be `alice`."""
+    segment = owner_segment(owner)
+    assert segment == owner or "+" in segment
+
+
+def test_quarantine_keys_are_private_and_never_shareable() -> None:
+    key = quarantine_key("uploads/2024/01/01/alice/u1-x.svg")
+    assert key == "quarantine/uploads/2024/01/01/alice/u1-x.svg"
+    assert is_private_key(key) and not is_private_key("quarantined/x")
+    with pytest.raises(PrivateKeyError):
+        check_shareable(key)
+    assert check_shareable("originals/ab/cd/x.png") == "originals/ab/cd/x.png"
 
 
 @pytest.mark.parametrize("upload_id", ["", "../x", "a/b", "-x", "x" * 65, "a.b"])

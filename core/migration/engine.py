@@ -48,6 +48,7 @@ from core.ingest import (
     upsert_object,
     upsert_reference,
 )
+from core.keys import InvalidOwnerId, validate_owner_id
 from core.lineage import RunLineage
 from core.media_types import (
     DEFAULT_MAX_BYTES,
@@ -531,6 +532,14 @@ class SourceMigrator:
             self._commit_planned(planned, wait=False)
             futures: list[Future[Any]] = []
             refused: list[_Refused] = []
+            if row.streamed or row.value is not None:
+                try:
+                    validate_owner_id(row.owner)
+                except InvalidOwnerId as exc:
+                    # Never guessed (str(None) would make every NULL owner one owner "None"): refused whole.
+                    refused.append(_Refused("", "invalid_owner", str(exc)))
+                    planned.append((replace(row, value=None), None, futures, refused, None, False))
+                    continue
             if row.streamed and json_source:
                 futures, refused, streamed, changed = self._plan_streamed_json(pool, row)
                 if not changed and refused and refused[-1].code == "unreadable_json":
@@ -693,7 +702,7 @@ class SourceMigrator:
                     upsert_reference(
                         conn,
                         object_id=object_id,
-                        owner_id=str(row.owner),
+                        owner_id=validate_owner_id(row.owner),
                         origin="migration",
                         **source.identity,
                         source_pk=pk_text,

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from core.catalog.models import CATALOG_SCHEMA as C
 from core.ingest import StoredBlob, upsert_object, upsert_reference
-from core.keys import build_key, safe_segment
+from core.keys import build_key, owner_segment, safe_segment, validate_owner_id
 from core.lineage import RunLineage
 from core.media_types import MediaInfo
 from core.objectstore.base import ObjectNotFound, ObjectStore
@@ -79,8 +79,9 @@ def export_owner(
     run_id: str,
     now: datetime,
 ) -> ExportResult:
-    """Write `exports/<owner>/<run>.zip` (owner row, source rows, catalog rows as JSON Lines, and every
-    object the owner references) and return its signed URL."""
+    """Write `exports/<owner segment>/<run>.zip` (owner row, source rows, catalog rows as JSON Lines, and
+    every object the owner references) and return its signed URL. The owner id is matched exactly."""
+    owner_id = validate_owner_id(owner_id)
     counts: dict[str, int] = {}
     missing: list[str] = []
     objects = 0
@@ -179,7 +180,7 @@ def export_owner(
                 digest.update(chunk)
         sha256 = digest.hexdigest()
         size = archive.stat().st_size
-        key = build_key("exports", safe_segment(owner_id), f"{safe_segment(run_id)}.zip")
+        key = build_key("exports", owner_segment(owner_id), f"{safe_segment(run_id)}.zip")
         store.put_file(key, archive, sha256=sha256, content_type=ZIP_INFO.mime_type)
     with engine.begin() as conn:
         object_id = upsert_object(
@@ -223,7 +224,9 @@ def delete_owner_everywhere(
     and objects and variants nobody else references. Raises OwnerOnLegalHold (nothing deleted) when held.
 
     Backups are not rewritten: they hold the owner's data until backup retention expires them.
+    The owner id is matched exactly (`validate_owner_id`): `alice` never erases `ålice` or `alice/`.
     """
+    owner_id = validate_owner_id(owner_id)
     with engine.connect() as conn:
         ctx = SweepContext(conn, store, sources, config, run_id=run_id, now=now, dry_run=dry_run)
         ctx.purge()
