@@ -12,7 +12,7 @@ import re
 import time
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from core.keys import validate_key
+from core.keys import check_shareable, is_private_key
 
 _SIGNATURE = re.compile(r"[0-9a-f]{64}")
 _EXPIRES = re.compile(r"[0-9]{1,12}")
@@ -50,7 +50,7 @@ def sign_url(
 ) -> str:
     """`{base_url}/{quoted key}?expires=<unix>&signature=<hex>`, valid until `now + expires_in_seconds`."""
     secret_bytes = _require_secret(secret)
-    validate_key(key)
+    check_shareable(key)  # the quarantine area is never granted, whoever asks
     if expires_in_seconds <= 0:
         raise ValueError(f"expires_in_seconds must be positive, got {expires_in_seconds}")
     current = time.time() if now is None else now
@@ -88,6 +88,8 @@ def verify_signed_url(url: str, secret: str, *, now: float | None = None) -> str
             break
     if key is None:
         raise SignatureInvalid("signed URL signature does not match its key and expiry")
+    if is_private_key(key):
+        raise SignatureInvalid("signed URL names the quarantine area, which is never served")
     current = time.time() if now is None else now
     if current > expires:
         raise SignatureExpired(f"signed URL expired at {expires} (now {int(current)})")

@@ -15,9 +15,21 @@ with the registered rows (new key -> register; size or last_modified changed on 
 register again); `start_after` resumes a day whose listing hit the per-tick budget. Days older than the
 window are never listed again, so a tick costs O(recent uploads), never O(bucket).
 
-Queueing: confirmed rows become `queued` with a deterministic `batch_key` (the run_key), in the same
-transaction that selects them, so a row is requested once. A batch still queued after
-`requeue_after_minutes` is requested again with the same run_key (Dagster drops it if the run exists).
+Owners: the owner id is kept exactly (`core.keys.validate_owner_id`; ints and UUIDs become `str()`); the
+key's owner segment is injective (`core.keys.owner_segment`), so distinct owners never share a folder. An
+object found straight in storage takes its owner from a plain segment; an encoded segment (`slug+hash`)
+cannot be read back, so such an upload is rejected as `unresolvable_owner` rather than guessed.
+
+Queueing: confirmed rows become `queued` with a `batch_key` (the run_key), in the same transaction that
+selects them, so a row is requested once. The run key names the batch's rows and the moment it was
+queued: a batch whose uploads were all deferred (storage down) comes back as a new batch with a new run
+key, because Dagster never runs a run key twice. A batch still queued after `requeue_after_minutes` is
+requested again with the same run_key (Dagster drops it if the run exists).
+
+Rejected bytes: moved (verified copy, then delete) to `quarantine/<upload key>`, which no URL can grant;
+the quarantine row records the key and the `quarantined_uploads` retention policy deletes it later. An
+upload processed once and then overwritten with refused content releases its earlier reference (with an
+audit row saying why), so retention collects the old original and its variants.
 """
 
 from __future__ import annotations
@@ -28,14 +40,16 @@ import json
 import logging
 import re
 import secrets
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from core.catalog.models import Upload
+from core.catalog.models import ObjectReference, QuarantineRecord, RetentionAudit, Upload
 from core.imaging import ImageDecodeError, RenderResult, UploadLimits, VariantPlan, render_variants
 from core.ingest import (
     ObjectVanished,
@@ -45,10 +59,10 @@ from core.ingest import (
     upsert_object,
     upsert_reference,
 )
-from core.keys import upload_key
+from core.keys import owner_from_segment, quarantine_key, upload_key, validate_owner_id
 from core.lineage import RunLineage
 from core.media_types import MediaInfo, MediaRejected, inspect_media
-from core.objectstore.base import ObjectInfo, ObjectStore, ObjectStoreError, sha256_hex
+from core.objectstore.base import ObjectInfo, ObjectNotFound, ObjectStore, ObjectStoreError, sha256_hex
 from core.objectstore.retry import retry_transient
 from core.variants import Original, VariantStats, process_original
 
@@ -101,14 +115,19 @@ def request_upload(
     day: dt.date,
     upload_id: str | None = None,
 ) -> tuple[int, str]:
-    """Reserve a server-built key for an upload (status `pending`); returns (row id, key to PUT to)."""
+    """Reserve a server-built key for an upload (status `pending`); returns (row id, key to PUT to).
+
+    The owner id is stored exactly as given (an int or UUID as `str()`); an owner id or file name that
+    cannot be kept exactly raises `InvalidOwnerId` / `InvalidFileName` (both `ValueError`s) before any row.
+    """
+    owner = validate_owner_id(owner_id)
     upload_id = upload_id or secrets.token_hex(8)
-    key = upload_key(day, owner_id, upload_id, filename)
+    key = upload_key(day, owner, upload_id, filename)
     row_id = conn.execute(
         insert(Upload)
         .values(
             upload_key=key,
-            owner_id=_printable(owner_id) or "unknown",
+            owner_id=owner,
             declared_name=_printable(filename),
             declared_mime=_printable(declared_mime, 100),
             upload_date=day,
@@ -207,10 +226,12 @@ def _register_day(
         row = known.get(info.key)
         if row is None:
             parsed = parse_upload_key(info.key)
+            # An encoded owner segment is kept as it is and refused at processing (unresolvable_owner).
+            owner = (owner_from_segment(parsed.owner_id) or parsed.owner_id) if parsed else "unknown"
             new_rows.append(
                 {
                     "upload_key": info.key,
-                    "owner_id": parsed.owner_id if parsed else "unknown",
+                    "owner_id": owner,
                     "declared_name": parsed.filename if parsed else None,
                     "size_bytes": info.size,
                     "upload_date": day,
@@ -301,10 +322,12 @@ def queue_batches(
             for i in range(0, len(day_rows), limits.batch_size):
                 chunk = day_rows[i : i + limits.batch_size]
                 ids = [r.id for r in chunk]
+                # The queueing moment makes the key unique per attempt: rows deferred back to `confirmed`
+                # form a new batch that Dagster will run (it skips a run key it has seen).
                 digest = hashlib.sha256(
                     ";".join(f"{r.id}@{r.object_modified_at}" for r in chunk).encode()
                 ).hexdigest()[:16]
-                run_key = f"uploads-{day.isoformat()}-{ids[0]}-{digest}"
+                run_key = f"uploads-{day.isoformat()}-{ids[0]}-{digest}-{now:%Y%m%dT%H%M%S%f}"
                 conn.execute(
                     sa.update(Upload)
                     .where(Upload.id.in_(ids))
@@ -365,8 +388,61 @@ def validate_upload(data: bytes, limits: UploadLimits) -> MediaInfo:
     return info
 
 
+#: Audit policy name of a reference released because its upload was overwritten with refused content.
+REPLACED_POLICY = "upload_replaced"
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    key: str
+    sha256: str
+    size: int
+
+
+def copy_to_quarantine(store: ObjectStore, key: str, data: bytes | None) -> Quarantined | None:
+    """Copy the bytes at `key` (or `data`, already read from it) to `quarantine/<key>` and verify the copy
+    by reading it back; None when nothing is at `key`. The source key is left for the caller to delete
+    once the catalog names the copy."""
+    target = quarantine_key(key)
+    content_type = "application/octet-stream"  # never what the file claims: nothing serves it anyway
+    if data is not None:
+        sha256, size = sha256_hex(data), len(data)
+        retry_transient(lambda: store.put_bytes(target, data, sha256=sha256, content_type=content_type))
+    else:
+        with tempfile.TemporaryDirectory(prefix="quarantine-") as tmp:
+            path = Path(tmp) / "bytes"
+            try:
+                sha256 = retry_transient(lambda: store.download_to(key, path))
+            except ObjectNotFound:
+                return None
+            size = path.stat().st_size
+            retry_transient(lambda: store.put_file(target, path, sha256=sha256, content_type=content_type))
+    if not retry_transient(lambda: store.verify(target, sha256)):
+        raise ObjectStoreError(f"quarantine copy {target} does not match the rejected bytes of {key}")
+    return Quarantined(target, sha256, size)
+
+
+def _drop_rejected_source(store: ObjectStore, key: str, seen: ObjectInfo | None) -> bool:
+    """Delete the upload key once its bytes are in quarantine, unless the app overwrote it meanwhile
+    (then the listing shows the change and the new bytes get their own decision)."""
+    current = retry_transient(lambda: store.head(key))
+    if current is None:
+        return True
+    changed = seen is not None and (
+        current.size != seen.size or not _same_time(seen.last_modified, current.last_modified)
+    )
+    if changed:
+        logger.warning("upload %s changed while it was being quarantined; left in place", key)
+        return False
+    failures = retry_transient(lambda: store.delete_keys([key]))
+    if failures:
+        logger.warning("upload %s quarantined but not deleted: %s", key, failures[0][1])
+    return not failures
+
+
 def _reject(
     engine: sa.Engine,
+    store: ObjectStore,
     row: sa.Row,
     code: str,
     reason: str,
@@ -374,8 +450,44 @@ def _reject(
     data: bytes | None,
     info: ObjectInfo | None,
     lineage: RunLineage,
+    keep_bytes: bool = True,
 ) -> None:
+    """Record the refusal; move the refused bytes to the quarantine area (verified copy, catalog row,
+    then the upload key is deleted); release what an earlier accepted version of this upload held."""
+    if keep_bytes and info is None:
+        info = retry_transient(lambda: store.head(row.upload_key))
+    moved = copy_to_quarantine(store, row.upload_key, data) if keep_bytes and info is not None else None
     with engine.begin() as conn:
+        if row.object_id is not None:
+            released = conn.execute(
+                sa.update(ObjectReference)
+                .where(
+                    ObjectReference.source_name == SOURCE_NAME,
+                    ObjectReference.source_table == "uploads",
+                    ObjectReference.source_pk == str(row.id),
+                    ObjectReference.released_at.is_(None),
+                )
+                .values(released_at=sa.func.now())
+                .returning(ObjectReference.id, ObjectReference.object_id)
+            ).all()
+            why = (
+                f"upload {row.id} overwritten with refused content ({code}); the earlier accepted "
+                f"version (object {row.object_id}) is released for retention"
+            )
+            for _ref_id, object_id in released:
+                conn.execute(
+                    sa.insert(RetentionAudit).values(
+                        **{**lineage.columns(), "run_id": lineage.run_id or "upload-processing"},
+                        policy=REPLACED_POLICY,
+                        action="released",
+                        target_type="reference",
+                        target_id=f"{SOURCE_NAME}:{row.id}",
+                        owner_id=row.owner_id,
+                        reason=f"{why} (reference to object {object_id})",
+                        dry_run=False,
+                    )
+                )
+            reason = f"{reason}; {why}"
         record_quarantine(
             conn,
             source_name=SOURCE_NAME,
@@ -384,10 +496,20 @@ def _reject(
             json_path=row.upload_key,
             reason_code=code,
             reason=reason,
-            sha256=sha256_hex(data) if data else None,
-            size_bytes=len(data) if data is not None else None,
+            sha256=moved.sha256 if moved else (sha256_hex(data) if data else None),
+            size_bytes=moved.size if moved else (len(data) if data is not None else None),
             lineage=lineage,
         )
+        if moved is not None:
+            conn.execute(
+                sa.update(QuarantineRecord)
+                .where(
+                    QuarantineRecord.source_table == "uploads",
+                    QuarantineRecord.source_pk == str(row.id),
+                    QuarantineRecord.json_path == row.upload_key,
+                )
+                .values(storage_key=moved.key, quarantined_at=sa.func.now(), purged_at=None)
+            )
         conn.execute(
             sa.update(Upload)
             .where(Upload.id == row.id)
@@ -395,17 +517,25 @@ def _reject(
                 status="rejected",
                 error=f"{code}: {reason}",
                 processed_at=sa.func.now(),
+                object_id=None,
                 size_bytes=info.size if info else row.size_bytes,
                 object_modified_at=info.last_modified if info else row.object_modified_at,
             )
         )
+    if moved is not None:
+        _drop_rejected_source(store, row.upload_key, info)
 
 
 def uploads_to_process(
     engine: sa.Engine, *, upload_ids: list[int] | None = None, day: dt.date | None = None
 ) -> list[sa.Row]:
     query = sa.select(
-        Upload.id, Upload.upload_key, Upload.owner_id, Upload.size_bytes, Upload.object_modified_at
+        Upload.id,
+        Upload.upload_key,
+        Upload.owner_id,
+        Upload.size_bytes,
+        Upload.object_modified_at,
+        Upload.object_id,
     )
     query = query.where(Upload.status.in_(("confirmed", "queued")))
     if upload_ids:
@@ -489,8 +619,17 @@ def _process_one(
     stats: UploadStats,
     lineage: RunLineage,
 ) -> None:
-    def reject(code: str, reason: str, data: bytes | None = None, info: ObjectInfo | None = None) -> None:
-        _reject(engine, row, code, reason, data=data, info=info, lineage=lineage)
+    def reject(
+        code: str,
+        reason: str,
+        data: bytes | None = None,
+        info: ObjectInfo | None = None,
+        *,
+        keep_bytes: bool = True,
+    ) -> None:
+        _reject(
+            engine, store, row, code, reason, data=data, info=info, lineage=lineage, keep_bytes=keep_bytes
+        )
         stats.rejected += 1
         stats.rejected_by_reason[code] = stats.rejected_by_reason.get(code, 0) + 1
 
@@ -501,9 +640,20 @@ def _process_one(
             "key is not uploads/YYYY/MM/DD/<owner>/<id>-<name> (not built by the server)",
         )
         return
+    if row.owner_id == parsed.owner_id and owner_from_segment(parsed.owner_id) is None:
+        reject(
+            "unresolvable_owner",
+            f"owner segment {parsed.owner_id!r} is encoded (the owner id is not plain) and cannot be read "
+            "back; upload through request_upload so the exact owner id is recorded",
+        )
+        return
     head = retry_transient(lambda: store.head(row.upload_key))
     if head is None:
-        reject("missing_object", "the upload was confirmed but no object exists under its key")
+        reject(
+            "missing_object",
+            "the upload was confirmed but no object exists under its key",
+            keep_bytes=False,
+        )
         return
     limits = plan.uploads
     if head.size > max(limits.max_image_bytes, limits.max_document_bytes):  # refuse before reading it

@@ -193,8 +193,20 @@ class QuarantineRecord(Base):
     asset_key: Mapped[str | None] = mapped_column(sa.Text)
     partition_key: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(TZ, server_default=NOW)
+    # Added by migrations/versions/uploads_quarantine.py: rejected upload bytes kept under `quarantine/...`
+    # (no URL can grant them), when they were moved there, and when retention deleted them.
+    storage_key: Mapped[str | None] = mapped_column(sa.Text)
+    quarantined_at: Mapped[datetime | None] = mapped_column(TZ)
+    purged_at: Mapped[datetime | None] = mapped_column(TZ)
 
-    __table_args__ = (sa.UniqueConstraint(*IDENTITY_COLUMNS, name="uq_quarantine_origin"),)
+    __table_args__ = (
+        sa.UniqueConstraint(*IDENTITY_COLUMNS, name="uq_quarantine_origin"),
+        sa.Index(
+            "ix_quarantine_kept_bytes",
+            "quarantined_at",
+            postgresql_where=sa.text("storage_key IS NOT NULL AND purged_at IS NULL"),
+        ),
+    )
 
 
 class MigrationProgress(Base):

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from core.keys import validate_key, validate_prefix
+from core.keys import check_shareable, validate_key, validate_prefix
 from core.objectstore.base import (
     ChecksumMismatch,
     ObjectInfo,
@@ -332,7 +332,7 @@ class LocalObjectStore(ObjectStore):
     # -- URLs -------------------------------------------------------------------------------------------
 
     def signed_url(self, key: str, expires_in_seconds: int = 3600) -> str:
-        validate_key(key)
+        check_shareable(key)  # no signed URL for the quarantine area
         return sign_url(self.base_url, key, self._signing_secret, expires_in_seconds)
 
 

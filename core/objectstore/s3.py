@@ -31,7 +31,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from urllib3.exceptions import HTTPError as URLLib3HTTPError
 
-from core.keys import validate_key, validate_prefix
+from core.keys import check_shareable, validate_key, validate_prefix
 from core.objectstore.base import (
     ChecksumMismatch,
     ObjectInfo,
@@ -472,7 +472,7 @@ class S3ObjectStore(ObjectStore):
     # -- URLs -------------------------------------------------------------------------------------------
 
     def signed_url(self, key: str, expires_in_seconds: int = 3600) -> str:
-        validate_key(key)
+        check_shareable(key)  # no presigned URL for the quarantine area
         if not 0 < expires_in_seconds <= MAX_SIGNED_URL_SECONDS:
             raise ValueError(
                 f"expires_in_seconds must be between 1 and {MAX_SIGNED_URL_SECONDS}, got {expires_in_seconds}"
