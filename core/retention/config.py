@@ -19,6 +19,7 @@ INACTIVE_USERS = "inactive_users"
 ABANDONED_UPLOADS = "abandoned_uploads"
 EXPIRED_DOCUMENTS = "expired_documents"
 ORPHANED_VARIANTS = "orphaned_variants"
+QUARANTINED_UPLOADS = "quarantined_uploads"
 
 #: Order a sweep runs them in: releases first, so the objects they free are deleted in the same run, and
 #: variants last, so variants of originals deleted by any earlier policy go too.
@@ -27,6 +28,7 @@ POLICY_ORDER: tuple[str, ...] = (
     SOFT_DELETED_ROWS,
     INACTIVE_USERS,
     ABANDONED_UPLOADS,
+    QUARANTINED_UPLOADS,
     ORPHANED_OBJECTS,
     ORPHANED_VARIANTS,
 )
@@ -79,11 +81,16 @@ class AbandonedUploads(Toggle):
     after_hours: NonNegativeFloat = 24
 
 
+class QuarantinedUploads(Toggle):
+    after_days: NonNegativeFloat = 30  # rejected upload bytes in the quarantine area
+
+
 class Policies(_Model):
     expired_documents: Toggle = Toggle()
     soft_deleted_rows: SoftDeletedRows = SoftDeletedRows()
     inactive_users: InactiveUsers = InactiveUsers()
     abandoned_uploads: AbandonedUploads = AbandonedUploads()
+    quarantined_uploads: QuarantinedUploads = QuarantinedUploads()
     orphaned_objects: OrphanedObjects = OrphanedObjects()
     orphaned_variants: Toggle = Toggle()
 
@@ -163,6 +170,10 @@ class RetentionConfig(_Model):
         return timedelta(hours=self.policies.abandoned_uploads.after_hours)
 
     @property
+    def quarantine_keep(self) -> timedelta:
+        return timedelta(days=self.policies.quarantined_uploads.after_days)
+
+    @property
     def export_url_expires(self) -> timedelta:
         return timedelta(hours=self.gdpr_export.url_expires_hours)
 
@@ -218,6 +229,7 @@ __all__ = [
     "ORPHANED_VARIANTS",
     "POLICY_ORDER",
     "PRESETS",
+    "QUARANTINED_UPLOADS",
     "SOFT_DELETED_ROWS",
     "RetentionConfig",
     "RetentionConfigError",

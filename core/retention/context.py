@@ -251,6 +251,8 @@ class SweepContext:
                                     WHERE o.id = p.target_id::bigint AND o.status = 'verified')
                                 WHEN 'variant' THEN EXISTS (SELECT 1 FROM {C}.variants v
                                     WHERE v.id = p.target_id::bigint AND v.status <> 'deleted')
+                                WHEN 'quarantine' THEN EXISTS (SELECT 1 FROM {C}.quarantine qr
+                                    WHERE qr.id = p.target_id::bigint AND qr.purged_at IS NULL)
                                 ELSE EXISTS (SELECT 1 FROM {C}.stored_objects o
                                     WHERE o.storage_key = p.storage_key AND o.status = 'verified')
                               END AS revived

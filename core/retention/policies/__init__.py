@@ -16,6 +16,7 @@ from core.retention.config import (
     ORPHANED_VARIANTS,
     POLICY_ORDER,
     PRESETS,
+    QUARANTINED_UPLOADS,
     SOFT_DELETED_ROWS,
     RetentionConfig,
     RetentionConfigError,
@@ -30,6 +31,7 @@ from core.retention.policies import (
     inactive_users,
     orphaned_objects,
     orphaned_variants,
+    quarantined_uploads,
     soft_deleted_rows,
 )
 
@@ -43,6 +45,7 @@ REGISTRY: dict[str, Policy] = {
     ABANDONED_UPLOADS: abandoned_uploads.run,
     ORPHANED_OBJECTS: orphaned_objects.run,
     ORPHANED_VARIANTS: orphaned_variants.run,
+    QUARANTINED_UPLOADS: quarantined_uploads.run,
 }
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
     "ORPHANED_VARIANTS",
     "POLICY_ORDER",
     "PRESETS",
+    "QUARANTINED_UPLOADS",
     "REGISTRY",
     "SOFT_DELETED_ROWS",
     "Policy",
