@@ -6,6 +6,10 @@ Turn it on in the UI (Automation -> upload_sensor -> Start) or with
 start processing a production bucket by surprise. Each tick lists only the recent day prefixes of the
 uploads area (never the whole bucket), registers new/changed objects as `uploads` rows, and requests one
 run of `process_uploads_job` per batch of uploads, partitioned by upload day (see core/uploads.py).
+
+Every tick logs what it saw (keys listed, new, changed, batches requested); a tick that requests nothing
+says so as its skip reason, so "0 runs requested" in the UI reads as "listed 120 keys, all known".
+A run that fails is retried by Dagster (`dagster/max_retries`; `run_retries` is enabled in dagster.yaml).
 """
 
 import datetime as dt
@@ -22,7 +26,7 @@ from dagster import (
 
 from assets.uploads import PROCESSED_UPLOADS_KEY
 from core.imaging import load_variant_plan
-from core.uploads import UploadBatch, UploadCursor, discover_uploads, queue_batches
+from core.uploads import Discovery, UploadBatch, UploadCursor, discover_uploads, queue_batches
 from orchestration.variants import process_uploads_job
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
@@ -35,12 +39,30 @@ def batch_run_config(upload_ids: list[int]) -> dict:
     return {"ops": {UPLOADS_OP: {"config": {"upload_ids": upload_ids}}}}
 
 
+#: Dagster retries a failed upload run this many times (a crash mid-batch leaves rows `queued`).
+UPLOAD_RUN_MAX_RETRIES = 3
+
+
 def run_request(batch: UploadBatch) -> RunRequest:
     return RunRequest(
         run_key=batch.run_key,
         partition_key=batch.day.isoformat(),
         run_config=batch_run_config(batch.upload_ids),
-        tags={"uploads/batch": batch.run_key, "uploads/count": str(len(batch.upload_ids))},
+        tags={
+            "uploads/batch": batch.run_key,
+            "uploads/count": str(len(batch.upload_ids)),
+            "dagster/max_retries": str(UPLOAD_RUN_MAX_RETRIES),
+            "dagster/retry_strategy": "FROM_FAILURE",
+        },
+    )
+
+
+def tick_summary(found: Discovery, batches: list[UploadBatch]) -> str:
+    """What one tick saw, for its log line and (when it requests nothing) its skip reason."""
+    return (
+        f"listed {found.keys_listed} keys in {len(found.days_listed)} day prefixes: "
+        f"{len(found.registered)} registered new, {len(found.changed)} changed; "
+        f"{len(batches)} batches requested ({sum(len(b.upload_ids) for b in batches)} uploads)"
     )
 
 
@@ -61,11 +83,10 @@ def upload_sensor(
         engine, object_store.store(), UploadCursor.from_json(context.cursor), now.date(), limits
     )
     batches = queue_batches(engine, limits, now=now)
-    if found.registered or found.changed or batches:
-        context.log.info(
-            f"listed {found.keys_listed} keys in {len(found.days_listed)} day prefixes: "
-            f"{len(found.registered)} new, {len(found.changed)} changed; {len(batches)} batches"
-        )
+    summary = tick_summary(found, batches)
+    context.log.info(summary)
+    if not batches:
+        return SensorResult(skip_reason=summary, cursor=found.cursor.to_json())
     return SensorResult(run_requests=[run_request(b) for b in batches], cursor=found.cursor.to_json())
 
 

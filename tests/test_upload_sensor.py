@@ -14,7 +14,7 @@ from core.catalog.db import get_engine, upgrade_catalog
 from core.catalog.models import Upload
 from core.imaging import UploadLimits, load_variant_plan
 from core.keys import upload_key
-from core.objectstore.base import ObjectStore, sha256_hex
+from core.objectstore.base import ObjectStore, ObjectStoreError, sha256_hex
 from core.objectstore.local import LocalObjectStore
 from core.uploads import (
     UploadCursor,
@@ -226,3 +226,70 @@ def test_definitions_list_the_sensor_jobs_and_checks(
         "every_original_has_full_variant_set",
         "failed_variant_rate_below_5_percent",
     } <= check_names
+
+
+class UnreachableStore(LocalObjectStore):
+    """The real local store, unreachable while `down`: every read fails the way a dead endpoint does, so
+    every upload of a batch is deferred back to `confirmed`."""
+
+    down = True
+
+    def head(self, key: str):  # type: ignore[no-untyped-def]
+        if self.down:
+            raise ObjectStoreError("connection refused")
+        return super().head(key)
+
+
+def test_a_fully_deferred_batch_gets_a_new_run_key_and_is_processed_on_the_next_attempt(env) -> None:
+    engine, store, resources = env
+    keys = sorted(put(store, owner, "d1", seed=i) for i, owner in enumerate(("kim", "lee")))
+    flaky = UnreachableStore(store.root, signing_secret="test-secret")
+    seen_run_keys: set[str] = set()
+
+    first = tick(resources, None)
+    assert requested_keys(engine, first) == keys
+    seen_run_keys |= {r.run_key for r in first.run_requests}
+    for request in first.run_requests:
+        ids = request.run_config["ops"][UPLOADS_OP]["config"]["upload_ids"]
+        stats = process_uploads(engine, flaky, PLAN, upload_ids=ids)
+        assert stats.deferred == stats.uploads == len(ids)  # the whole batch deferred
+
+    second = tick(resources, first.cursor)
+    assert requested_keys(engine, second) == keys
+    # Dagster never runs a run key twice: a repeated key would leave the batch queued for good.
+    assert not {r.run_key for r in second.run_requests} & seen_run_keys
+    flaky.down = False
+    for request in second.run_requests:
+        ids = request.run_config["ops"][UPLOADS_OP]["config"]["upload_ids"]
+        assert process_uploads(engine, flaky, PLAN, upload_ids=ids).accepted == len(ids)
+    with engine.connect() as conn:
+        assert set(conn.execute(sa.select(Upload.status)).scalars()) == {"processed"}
+    assert tick(resources, second.cursor).run_requests == []
+
+
+def test_upload_runs_carry_dagster_run_retries_and_the_instance_enables_them(env) -> None:
+    import yaml
+
+    from orchestration.instance import PROJECT_ROOT
+
+    _engine, store, resources = env
+    put(store, "max", "r1")
+    [request] = tick(resources, None).run_requests
+    assert int(request.tags["dagster/max_retries"]) >= 1
+    shipped = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    assert shipped["run_retries"]["enabled"] is True
+
+
+def test_a_tick_that_requests_nothing_says_what_it_listed_and_registered(env) -> None:
+    engine, store, resources = env
+    put(store, "ned", "s1")
+    put(store, "ola", "s2")
+    first = tick(resources, None)
+    assert len(requested_keys(engine, first)) == 2
+    run_requested(engine, store, first)
+    quiet = tick(resources, first.cursor)
+    assert quiet.run_requests == []
+    assert quiet.skip_reason is not None
+    said = quiet.skip_reason.skip_message or ""
+    assert "listed 2 keys" in said and "0 registered new, 0 changed" in said
+    assert "0 batches requested" in said
