@@ -24,7 +24,8 @@ Queueing: confirmed rows become `queued` with a `batch_key` (the run_key), in th
 selects them, so a row is requested once. The run key names the batch's rows and the moment it was
 queued: a batch whose uploads were all deferred (storage down) comes back as a new batch with a new run
 key, because Dagster never runs a run key twice. A batch still queued after `requeue_after_minutes` is
-requested again with the same run_key (Dagster drops it if the run exists).
+requested again: with the same run key when no run of it exists (the request was lost), with a new one
+(`rekey_batch`) when its runs all ended without processing it, not at all while a run is in flight.
 
 Rejected bytes: moved (verified copy, then delete) to `quarantine/<upload key>`, which no URL can grant;
 the quarantine row records the key and the `quarantined_uploads` retention policy deletes it later. An
@@ -299,6 +300,8 @@ class UploadBatch:
     day: dt.date
     run_key: str
     upload_ids: list[int]
+    #: A batch still queued after `requeue_after_minutes`, requested again: its run may exist already.
+    reissue: bool = False
 
 
 def queue_batches(
@@ -348,8 +351,27 @@ def queue_batches(
                 .where(Upload.batch_key == batch_key, Upload.status == "queued")
                 .values(queued_at=now)
             )
-            batches.append(UploadBatch(day, batch_key, sorted(ids)))
+            batches.append(UploadBatch(day, batch_key, sorted(ids), reissue=True))
     return batches
+
+
+_RETRY_SUFFIX = "/retry-"
+
+
+def rekey_batch(engine: sa.Engine, batch: UploadBatch, now: dt.datetime) -> UploadBatch | None:
+    """A new run key for a stale batch whose run ended without processing it (failed, retries spent):
+    Dagster never runs a key twice, so the same key would leave its rows queued for good. None when no
+    row of the batch is still queued."""
+    run_key = f"{batch.run_key.split(_RETRY_SUFFIX)[0]}{_RETRY_SUFFIX}{now:%Y%m%dT%H%M%S%f}"
+    with engine.begin() as conn:
+        ids = conn.execute(
+            sa.update(Upload)
+            .where(Upload.batch_key == batch.run_key, Upload.status == "queued")
+            .values(batch_key=run_key, queued_at=now)
+            .returning(Upload.id)
+        ).scalars()
+        upload_ids = sorted(ids)
+    return UploadBatch(batch.day, run_key, upload_ids, reissue=False) if upload_ids else None
 
 
 # -- processing (the upload-processing asset) -------------------------------------------------------------

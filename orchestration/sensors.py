@@ -17,16 +17,28 @@ import datetime as dt
 from dagster import (
     AssetSelection,
     AutomationConditionSensorDefinition,
+    DagsterInstance,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     sensor,
 )
+from dagster._core.storage.tags import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
+from sqlalchemy import Engine
 
 from assets.uploads import PROCESSED_UPLOADS_KEY
 from core.imaging import load_variant_plan
-from core.uploads import Discovery, UploadBatch, UploadCursor, discover_uploads, queue_batches
+from core.uploads import (
+    Discovery,
+    UploadBatch,
+    UploadCursor,
+    discover_uploads,
+    queue_batches,
+    rekey_batch,
+)
 from orchestration.variants import process_uploads_job
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
@@ -39,6 +51,7 @@ def batch_run_config(upload_ids: list[int]) -> dict:
     return {"ops": {UPLOADS_OP: {"config": {"upload_ids": upload_ids}}}}
 
 
+BATCH_TAG = "uploads/batch"
 #: Dagster retries a failed upload run this many times (a crash mid-batch leaves rows `queued`).
 UPLOAD_RUN_MAX_RETRIES = 3
 
@@ -49,7 +62,7 @@ def run_request(batch: UploadBatch) -> RunRequest:
         partition_key=batch.day.isoformat(),
         run_config=batch_run_config(batch.upload_ids),
         tags={
-            "uploads/batch": batch.run_key,
+            BATCH_TAG: batch.run_key,
             "uploads/count": str(len(batch.upload_ids)),
             "dagster/max_retries": str(UPLOAD_RUN_MAX_RETRIES),
             "dagster/retry_strategy": "FROM_FAILURE",
@@ -57,12 +70,53 @@ def run_request(batch: UploadBatch) -> RunRequest:
     )
 
 
-def tick_summary(found: Discovery, batches: list[UploadBatch]) -> str:
+def batch_run_state(instance: DagsterInstance, run_key: str) -> str:
+    """`none` (never launched: request it again), `active` (queued, running, or failed with a Dagster
+    retry still to come: wait) or `ended` (every run finished, no retry coming: needs a new run key)."""
+    # The batch tag, not dagster/run_key: Dagster's automatic retries copy user tags onto the retry run.
+    runs = instance.get_runs(filters=RunsFilter(tags={BATCH_TAG: run_key}))
+    if not runs:
+        return "none"
+    for run in runs:
+        if not run.is_finished:
+            return "active"
+        retry = run.tags.get(WILL_RETRY_TAG)
+        retry_due = retry == "true" or (retry is None and instance.run_retries_enabled)
+        if run.status == DagsterRunStatus.FAILURE and AUTO_RETRY_RUN_ID_TAG not in run.tags and retry_due:
+            return "active"  # the retry daemon has not launched (or not yet judged) the retry
+    return "ended"
+
+
+def requests_for(
+    context: SensorEvaluationContext, engine: Engine, batches: list[UploadBatch], now: dt.datetime
+) -> list[RunRequest]:
+    """Run requests for new batches, and for stale ones what their runs' state calls for."""
+    requests: list[RunRequest] = []
+    for batch in batches:
+        if batch.reissue:
+            state = batch_run_state(context.instance, batch.run_key)
+            if state == "active":
+                continue
+            if state == "ended":
+                rekeyed = rekey_batch(engine, batch, now)
+                if rekeyed is None:
+                    continue
+                context.log.warning(
+                    f"batch {batch.run_key}: its runs ended without processing it; requested again as "
+                    f"{rekeyed.run_key}"
+                )
+                batch = rekeyed
+        requests.append(run_request(batch))
+    return requests
+
+
+def tick_summary(found: Discovery, requests: list[RunRequest]) -> str:
     """What one tick saw, for its log line and (when it requests nothing) its skip reason."""
+    uploads = sum(int(r.tags["uploads/count"]) for r in requests)
     return (
         f"listed {found.keys_listed} keys in {len(found.days_listed)} day prefixes: "
         f"{len(found.registered)} registered new, {len(found.changed)} changed; "
-        f"{len(batches)} batches requested ({sum(len(b.upload_ids) for b in batches)} uploads)"
+        f"{len(requests)} batches requested ({uploads} uploads)"
     )
 
 
@@ -82,12 +136,12 @@ def upload_sensor(
     found = discover_uploads(
         engine, object_store.store(), UploadCursor.from_json(context.cursor), now.date(), limits
     )
-    batches = queue_batches(engine, limits, now=now)
-    summary = tick_summary(found, batches)
+    requests = requests_for(context, engine, queue_batches(engine, limits, now=now), now)
+    summary = tick_summary(found, requests)
     context.log.info(summary)
-    if not batches:
+    if not requests:
         return SensorResult(skip_reason=summary, cursor=found.cursor.to_json())
-    return SensorResult(run_requests=[run_request(b) for b in batches], cursor=found.cursor.to_json())
+    return SensorResult(run_requests=requests, cursor=found.cursor.to_json())
 
 
 #: Ships STOPPED, like the schedule and the upload sensor: turn it on in the UI (Automation ->

@@ -293,3 +293,40 @@ def test_a_tick_that_requests_nothing_says_what_it_listed_and_registered(env) ->
     said = quiet.skip_reason.skip_message or ""
     assert "listed 2 keys" in said and "0 registered new, 0 changed" in said
     assert "0 batches requested" in said
+
+
+def test_a_stale_batch_waits_for_its_run_and_gets_a_new_key_once_its_runs_ended(env) -> None:
+    """Re-requesting a key whose run failed for good is a no-op in Dagster: the batch needs a new key."""
+    from dagster import DagsterInstance, DagsterRunStatus
+    from dagster._core.storage.tags import WILL_RETRY_TAG
+    from dagster._core.test_utils import create_run_for_test
+
+    from orchestration.sensors import BATCH_TAG
+
+    engine, store, resources = env
+    put(store, "una", "f1")
+    with DagsterInstance.ephemeral() as instance:
+
+        def stale_tick(cursor: str | None) -> SensorResult:
+            with engine.begin() as conn:  # as if the batch was requested an hour ago
+                conn.execute(sa.update(Upload).values(queued_at=sa.func.now() - dt.timedelta(hours=1)))
+            with build_sensor_context(cursor=cursor, resources=resources, instance=instance) as context:
+                result = upload_sensor(context)
+            assert isinstance(result, SensorResult)
+            return result
+
+        [first] = tick(resources, None).run_requests
+        # No run of it exists (the request was lost): the same key again.
+        assert [r.run_key for r in stale_tick(None).run_requests] == [first.run_key]
+        run = create_run_for_test(instance, tags={BATCH_TAG: first.run_key}, status=DagsterRunStatus.STARTED)
+        assert stale_tick(None).run_requests == []  # in flight: wait
+        instance.report_run_failed(run)
+        instance.add_run_tags(run.run_id, {WILL_RETRY_TAG: "true"})
+        assert stale_tick(None).run_requests == []  # failed, but Dagster retries it: wait
+        instance.add_run_tags(run.run_id, {WILL_RETRY_TAG: "false"})
+        [again] = stale_tick(None).run_requests  # failed for good: a new key for the same uploads
+        assert again.run_key != first.run_key and again.run_key.startswith(first.run_key.split("/")[0])
+        assert again.run_config == first.run_config
+        run_requested(engine, store, SensorResult(run_requests=[again]))
+        with engine.connect() as conn:
+            assert set(conn.execute(sa.select(Upload.status)).scalars()) == {"processed"}
