@@ -175,3 +175,53 @@ def test_overwriting_a_processed_upload_with_refused_content_releases_its_origin
     assert report.policies[ORPHANED_OBJECTS].deleted == 1
     assert report.policies[ORPHANED_VARIANTS].deleted == 5
     assert not store.exists(original) and not any(store.exists(k) for k in variant_keys)
+
+
+def test_uploads_rejected_before_the_upgrade_are_validated_again_and_quarantined(
+    database_url: str, tmp_path: Path
+) -> None:
+    """On a catalog made by the previous revision, rejected bytes still sit at their upload keys."""
+    from alembic.script import ScriptDirectory
+
+    from core.catalog.db import alembic_config, downgrade_catalog
+    from core.keys import upload_key
+    from core.uploads import queue_batches
+
+    revision = ScriptDirectory.from_config(alembic_config(database_url)).get_revision(
+        "0005_uploads_quarantine"
+    )
+    upgrade_catalog(database_url)
+    downgrade_catalog(database_url, revision.down_revision)
+    engine = get_engine(database_url)
+    store = LocalObjectStore(tmp_path / "objects", signing_secret=SECRET)
+    kept, gone = upload_key(TODAY, "old", "u1", "cat.svg"), upload_key(TODAY, "old", "u2", "lost.jpg")
+    store.put_bytes(kept, SVG_WITH_SCRIPT, sha256=sha256_hex(SVG_WITH_SCRIPT), content_type="image/svg+xml")
+    with engine.begin() as conn:
+        ids = {}
+        for key, code in ((kept, "svg_script"), (gone, "missing_object")):
+            ids[code] = conn.execute(
+                sa.text(
+                    "INSERT INTO media_catalog.uploads (upload_key, owner_id, upload_date, status, error) "
+                    "VALUES (:k, 'old', :d, 'rejected', :c) RETURNING id"
+                ),
+                {"k": key, "d": TODAY, "c": code},
+            ).scalar_one()
+            conn.execute(
+                sa.text(
+                    "INSERT INTO media_catalog.quarantine (source_name, source_table, source_pk, json_path, "
+                    "reason_code, reason) VALUES ('uploads', 'uploads', :pk, :k, :c, 'before upgrade')"
+                ),
+                {"pk": str(ids[code]), "k": key, "c": code},
+            )
+
+    upgrade_catalog(database_url)
+    for batch in queue_batches(engine, PLAN.uploads):
+        process_uploads(engine, store, PLAN, upload_ids=batch.upload_ids)
+
+    rows = quarantine_rows(engine)
+    assert rows[str(ids["svg_script"])].storage_key == quarantine_key(kept)
+    assert store.get_bytes(quarantine_key(kept)) == SVG_WITH_SCRIPT and not store.exists(kept)
+    assert rows[str(ids["missing_object"])].storage_key is None
+    with engine.connect() as conn:
+        statuses = set(conn.execute(sa.select(Upload.status)).scalars())
+    assert statuses == {"rejected"}

@@ -8,6 +8,11 @@ Adds three nullable columns to `quarantine`, so existing rows are unchanged (the
 `storage_key` (the `quarantine/...` key holding the rejected bytes), `quarantined_at` (when they were moved
 there; the `quarantined_uploads` retention policy counts from it) and `purged_at` (when retention deleted
 them; the row itself, the record of what was refused and why, stays).
+
+Existing installs: uploads rejected before this revision still have their bytes at the upload key, which
+nothing would ever remove. They are put back to `confirmed` (except those rejected because no object
+existed) so the upload sensor batches them once more: each is validated again and, if still refused, its
+bytes move to the quarantine area like any new rejection (if the rules now accept it, it is processed).
 """
 
 from __future__ import annotations
@@ -33,6 +38,13 @@ def upgrade() -> None:
         ["quarantined_at"],
         schema=S,
         postgresql_where=sa.text("storage_key IS NOT NULL AND purged_at IS NULL"),
+    )
+    op.execute(
+        f"""UPDATE {S}.uploads u SET status = 'confirmed', batch_key = NULL, queued_at = NULL
+            WHERE u.status = 'rejected'
+              AND NOT EXISTS (SELECT 1 FROM {S}.quarantine q
+                              WHERE q.source_name = 'uploads' AND q.source_pk = u.id::text
+                                AND q.reason_code = 'missing_object')"""
     )
 
 
