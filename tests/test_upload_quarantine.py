@@ -225,3 +225,22 @@ def test_uploads_rejected_before_the_upgrade_are_validated_again_and_quarantined
     with engine.connect() as conn:
         statuses = set(conn.execute(sa.select(Upload.status)).scalars())
     assert statuses == {"rejected"}
+
+
+def test_quarantine_works_the_same_on_an_s3_compatible_store(
+    database_url: str, s3_endpoint: str, s3_bucket: str
+) -> None:
+    """moto's S3 server over HTTP: verified copy, upload key deleted, no presigned URL for it."""
+    from core.objectstore.s3 import S3ObjectStore
+    from tests.support.services import s3_client
+
+    upgrade_catalog(database_url)
+    engine = get_engine(database_url)
+    store = S3ObjectStore(s3_client(s3_endpoint), s3_bucket, prefix="media")
+    row_id, key = upload(engine, store, PHP_AS_JPEG, "photo.jpg")
+    process_uploads(engine, store, PLAN, upload_ids=[row_id])
+    kept = quarantine_rows(engine)[str(row_id)].storage_key
+    assert kept == quarantine_key(key) and store.get_bytes(kept) == PHP_AS_JPEG
+    assert not store.exists(key)
+    with pytest.raises(PrivateKeyError):
+        store.signed_url(kept)
