@@ -110,7 +110,7 @@ def day_prefix(day: dt.date) -> str:
 def request_upload(
     conn: sa.Connection,
     *,
-    owner_id: str,
+    owner_id: str | int,
     filename: str,
     declared_mime: str | None,
     day: dt.date,
