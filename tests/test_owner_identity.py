@@ -26,6 +26,7 @@ from core.uploads import (
     queue_batches,
     request_upload,
 )
+from tests.support.retention import SOURCE_TABLES_DDL
 from tests.support.variants import jpeg_bytes, photo
 
 PLAN = load_variant_plan()
@@ -118,6 +119,18 @@ def test_bad_owner_ids_and_file_names_are_validation_errors_and_write_no_row(
 
 def test_gdpr_erasure_of_alice_never_touches_alice_lookalikes(env) -> None:
     engine, store = env
+    with engine.begin() as conn:  # the app's own tables (config/sources.yaml), one row per owner
+        for statement in SOURCE_TABLES_DDL.strip().split(";\n"):
+            if statement.strip():
+                conn.execute(sa.text(statement))
+        for i, owner in enumerate(("alice", *NEIGHBOURS)):
+            conn.execute(
+                sa.text("INSERT INTO users (id, email, last_login_at) VALUES (:o, :e, now())"),
+                {"o": owner, "e": f"{i}@x"},
+            )
+            conn.execute(
+                sa.text("INSERT INTO stories (id, user_id, data) VALUES (:i, :o, '{}')"), {"i": i, "o": owner}
+            )
     for seed, owner in enumerate(("alice", *NEIGHBOURS)):
         upload(engine, store, owner, seed)
     # Straight to storage under ålice's folder (no request): used to land in alice's folder and be hers.
@@ -147,6 +160,10 @@ def test_gdpr_erasure_of_alice_never_touches_alice_lookalikes(env) -> None:
 
     gone = owned(engine, "alice")
     assert gone["uploads"] == [] and gone["objects"] == [] and gone["variants"] == []
+    with engine.connect() as conn:
+        users = set(conn.execute(sa.text("SELECT id FROM users")).scalars())
+        story_owners = set(conn.execute(sa.text("SELECT user_id FROM stories")).scalars())
+    assert users == story_owners == set(NEIGHBOURS)
     for owner in NEIGHBOURS:
         assert owned(engine, owner) == before[owner], owner
         for key in before[owner]["objects"] + before[owner]["variants"]:
