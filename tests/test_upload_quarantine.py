@@ -244,3 +244,18 @@ def test_quarantine_works_the_same_on_an_s3_compatible_store(
     assert not store.exists(key)
     with pytest.raises(PrivateKeyError):
         store.signed_url(kept)
+
+
+def test_quarantined_bytes_of_an_owner_under_legal_hold_are_kept(env) -> None:
+    from tests.support.retention import hold
+
+    engine, store = env
+    row_id, _key = upload(engine, store, SVG_WITH_SCRIPT, "cat.svg", owner="held")
+    process_uploads(engine, store, PLAN, upload_ids=[row_id])
+    kept = quarantine_rows(engine)[str(row_id)].storage_key
+    hold(engine, owner="held")
+    report = sweep(engine, store, cfg=only(QUARANTINED_UPLOADS), now=NOW + dt.timedelta(days=60))
+    result = report.policies[QUARANTINED_UPLOADS]
+    assert (result.candidates, result.deleted) == (1, 0)
+    assert result.skipped == {"owner under legal hold": 1}
+    assert store.exists(kept) and quarantine_rows(engine)[str(row_id)].purged_at is None
