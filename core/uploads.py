@@ -526,6 +526,7 @@ def _reject(
             conn.execute(
                 sa.update(QuarantineRecord)
                 .where(
+                    QuarantineRecord.source_name == SOURCE_NAME,
                     QuarantineRecord.source_table == "uploads",
                     QuarantineRecord.source_pk == str(row.id),
                     QuarantineRecord.json_path == row.upload_key,
