@@ -145,3 +145,19 @@ def test_the_published_cost_report_links_its_tables_by_signed_urls_that_open(ser
     for url, name in links.items():
         status, body, _ = _get(server, _path(url.replace("&amp;", "&")))
         assert status == 200 and body == store.get_bytes(f"reports/cost/day/2026-12-01/{name}")
+
+
+def test_the_quarantine_area_is_never_served_even_with_a_genuine_signature(served) -> None:
+    """Rejected upload bytes (quarantine/...) have no URL: a link signed with the real secret gets 403."""
+    import time
+
+    from core.signing import _signature
+
+    store, server = served
+    key = "quarantine/uploads/2026/03/10/mia/u1-cat.svg"
+    _put(store, key, b"<svg><script>alert(1)</script></svg>", "image/svg+xml")
+    expires = int(time.time()) + 60
+    status, body, _headers = _get(
+        server, f"/media/{key}?expires={expires}&signature={_signature(SECRET.encode(), key, expires)}"
+    )
+    assert status == 403 and b"script" not in body
