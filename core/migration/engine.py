@@ -532,11 +532,12 @@ class SourceMigrator:
             self._commit_planned(planned, wait=False)
             futures: list[Future[Any]] = []
             refused: list[_Refused] = []
-            if row.streamed or row.value is not None:
+            if row.owner is not None and (row.streamed or row.value is not None):
                 try:
                     validate_owner_id(row.owner)
                 except InvalidOwnerId as exc:
-                    # Never guessed (str(None) would make every NULL owner one owner "None"): refused whole.
+                    # An owner id that cannot be kept exactly (too long, an unsupported type) is never
+                    # cleaned into someone else's: the row is refused whole. No owner at all: `no_owner`.
                     refused.append(_Refused("", "invalid_owner", str(exc)))
                     planned.append((replace(row, value=None), None, futures, refused, None, False))
                     continue
@@ -610,10 +611,15 @@ class SourceMigrator:
                 if found is None or found.status != "verified":
                     self.stats.dangling_references.append(f"pk {pk} {path or source.column}: {value}")
                     continue
+                try:
+                    owner_id = validate_owner_id(owner)
+                except InvalidOwnerId as exc:
+                    self.stats.dangling_references.append(f"pk {pk} {path or source.column}: {exc}")
+                    continue
                 upsert_reference(
                     conn,
                     object_id=int(found.id),
-                    owner_id=str(owner),
+                    owner_id=owner_id,
                     origin="migration",
                     **source.identity,
                     source_pk=pk,
