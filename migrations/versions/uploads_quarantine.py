@@ -1,7 +1,7 @@
 """uploads: where rejected upload bytes are kept (quarantine area) and when retention removed them
 
 Revision ID: 0005_uploads_quarantine
-Revises: 0004_identity
+Revises: 0008_lineage
 Create Date: 2026-12-01
 
 Adds three nullable columns to `quarantine`, so existing rows are unchanged (they never had bytes kept):
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_uploads_quarantine"
-down_revision = "0004_identity"
+down_revision = "0008_lineage"
 branch_labels = None
 depends_on = None
 

@@ -46,9 +46,10 @@ def delete(ctx: SweepContext, result: PolicyResult, cutoff: datetime, reason: st
             f"""WITH m AS ({changed}),
                 q AS ({queue}),
                 a AS (INSERT INTO {C}.retention_audit
-                        (run_id, policy, action, target_type, target_id, storage_key, owner_id, size_bytes,
-                         reason, dry_run, created_at)
-                      SELECT :run, :policy, '{ctx.deleted_action}', 'quarantine', m.id::text, m.storage_key,
+                        (run_id, asset_key, partition_key, policy, action, target_type, target_id,
+                         storage_key, owner_id, size_bytes, reason, dry_run, created_at)
+                      SELECT :run, :asset, :partition, :policy, '{ctx.deleted_action}', 'quarantine',
+                             m.id::text, m.storage_key,
                              m.owner_id, m.size_bytes, :reason || ' (' || m.reason_code || ')', :dry, :now
                       FROM m)
                 SELECT count(*), coalesce(sum(size_bytes), 0) FROM m""",
