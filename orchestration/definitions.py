@@ -1,7 +1,15 @@
 """The Definitions `workspace.yaml` loads: every asset, check, job, sensor and schedule, wired to the
-resources built from the environment (resources/settings.py)."""
+resources built from the environment (resources/settings.py).
+
+Loading checks the settings first: a process without DATABASE_URL, a store or a configuration file fails
+here with every missing name, before any asset module reads a file. It never starts a server.
+"""
 
 from __future__ import annotations
+
+from resources.settings import check_settings
+
+check_settings()
 
 from dagster import Definitions
 

@@ -337,15 +337,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.monotonic()
-    folder = data_dir()
-    if uses_embedded_postgres():
-        print(f"==> embedded default: PostgreSQL and object store under {folder}")
-    prepare_embedded_instance(folder)
+    embedded = uses_embedded_postgres()
+    if embedded:
+        print(f"==> embedded default: PostgreSQL and object store under {data_dir()}")
+    # Quick start: starts the embedded server and exports DATABASE_URL before the definitions load (they
+    # never start a server); elsewhere DATABASE_URL must be set.
+    database_url = resolved_database_url()
+    prepare_embedded_instance()
 
     from orchestration.definitions import defs
 
-    database_url = resolved_database_url()
-    if uses_embedded_postgres() or args.demo_data:
+    if embedded or args.demo_data:
         create_demo_database(database_url, args.scale, args.reset)
     size_before = database_size(database_url)
 

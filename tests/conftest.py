@@ -14,6 +14,10 @@ os.environ.setdefault("MEDIA_CONFIG_DIR", str(Path(__file__).parent / "config"))
 from core.embedded_postgres import start_embedded_postgres
 from tests.support.services import PostgresServer, new_bucket, s3_server
 
+# The tests run on the quick start's local defaults (as `./dev test` sets), also under a bare `pytest`;
+# the tests of the fail-fast behaviour unset it in their subprocesses.
+os.environ.setdefault("MEDIA_QUICKSTART", "1")
+
 
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from assets.usage import (
     usage_snapshot,
 )
 from core.catalog.models import CATALOG_SCHEMA as C
-from core.config import load_config
+from core.config import PROJECT_CONFIG_DIR, load_config
 from core.objectstore.local import LocalObjectStore
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
@@ -105,7 +106,7 @@ def _pricing_with_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget
     raw = load_config("pricing")
     raw["budget_monthly_usd"] = budget
     folder = tmp_path / "config"
-    folder.mkdir()
+    shutil.copytree(PROJECT_CONFIG_DIR, folder)  # MEDIA_CONFIG_DIR must hold every file
     (folder / "pricing.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.setenv("MEDIA_CONFIG_DIR", str(folder))
 
