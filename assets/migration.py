@@ -27,6 +27,7 @@ from core.objectstore.retry import report_store_stats
 from core.progress import logged_progress
 from core.sources import BlobSource, SourcesConfig, check_against_database
 from core.usage.formatting import round_money, round_rate
+from core.usage.pricing import load_price_table
 from orchestration.lineage import run_lineage
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
@@ -84,12 +85,15 @@ def inventory_result(
     context: AssetExecutionContext, postgres: PostgresResource, source: BlobSource
 ) -> MaterializeResult:
     config = load_migration_config()
+    # The configured providers' prices from the price table, as in the cost reports (one source of truth).
+    prices = load_price_table()
+    database_price, object_price = prices.postgres.per_gb_month, prices.object_storage.per_gb_month
     _refuse_unusable(postgres, SourcesConfig(owners=SOURCES.owners, sources=(source,)))
     inv = inventory_source(
         postgres.engine(),
         source,
-        database_price_gb_month=config.database_price_gb_month,
-        object_price_gb_month=config.object_price_gb_month,
+        database_price_gb_month=database_price,
+        object_price_gb_month=object_price,
         batch_bytes=config.engine.batch_bytes,
     )
     context.log.info(f"{source.name}: {inv}")
@@ -106,6 +110,8 @@ def inventory_result(
             "undecodable": inv.undecodable,
             "table_mb": round(inv.table_bytes / MB, 3),
             "projected_monthly_saving_usd": round_money(inv.projected_monthly_saving_usd),
+            "postgres_price_per_gb_month": database_price,
+            "object_storage_price_per_gb_month": object_price,
         }
     )
 

@@ -25,9 +25,10 @@ class ConfigError(ValueError):
 
 class ConfigModel(BaseModel):
     """Base of the typed configuration models: unknown keys are errors (a typo is never ignored), values
-    are immutable, and each setting's one default is the model's."""
+    are immutable, each setting's one default is the model's, and types are strict (`workers: yes` or
+    `batch_mb: "16"` is an error, not 1 or 16; a list for a tuple field needs `Field(strict=False)`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def config_dir() -> Path:
@@ -82,19 +83,23 @@ def field_path(location: tuple[int | str, ...]) -> str:
 
 
 def _describe(err: Any) -> str:
-    shown = err["type"] != "extra_forbidden" and not isinstance(err["input"], dict | list)
-    return f"{field_path(err['loc'])}: {err['msg']}" + (f" (got {err['input']!r})" if shown else "")
+    message = str(err["msg"]).removeprefix("Value error, ")
+    value = err.get("input")
+    plain = not isinstance(value, dict | list) and repr(value) not in message
+    shown = plain and err["type"] != "extra_forbidden"
+    return f"{field_path(err['loc'])}: {message}" + (f" (got {value!r})" if shown else "")
 
 
-def validate_model(name: str, model: type[M], raw: dict[str, Any]) -> M:
-    """`model.model_validate(raw)`, a failure re-raised as ConfigError naming the file and each field."""
+def validate_model(name: str, model: type[M], raw: Any, *, error: type[ConfigError] = ConfigError) -> M:
+    """`model.model_validate(raw)`; a failure is re-raised as `error` (a ConfigError) naming the file and
+    each field."""
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(_describe(err) for err in exc.errors())
-        raise ConfigError(f"configuration file {config_path(name)}: {problems}") from exc
+        raise error(f"configuration file {config_path(name)}: {problems}") from exc
 
 
-def load_model(name: str, model: type[M]) -> M:
+def load_model(name: str, model: type[M], *, error: type[ConfigError] = ConfigError) -> M:
     """Read `<name>.yaml` and validate it with its typed model (see `validate_model`)."""
-    return validate_model(name, model, load_config(name))
+    return validate_model(name, model, load_config(name), error=error)

@@ -17,12 +17,13 @@ import io
 import json
 import struct
 import warnings
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from PIL import Image, UnidentifiedImageError
+from pydantic import AfterValidator, Field, model_validator
 
-from core.config import ConfigError, load_config
+from core.config import ConfigModel, load_model, validate_model
 from core.media_types import WEB_IMAGE_MIME_TYPES, ImageRules, image_rules
 
 #: Image types this platform can decode (HEIC needs a plugin it does not have).
@@ -89,92 +90,104 @@ class VariantSpec:
         return _FORMATS[self.format][2]
 
 
-@dataclass(frozen=True)
-class UploadLimits:
-    max_image_bytes: int = 10 * 1024 * 1024
-    max_document_bytes: int = 50 * 1024 * 1024
-    batch_size: int = 100
-    recheck_days: int = 1
-    first_days: int = 2
-    max_keys_per_tick: int = 5000
-    requeue_after_minutes: int = 30
+class UploadLimits(ConfigModel):
+    """variants.yaml `uploads:` (OWASP upload validation and the sensor's budget); one default each. The
+    pixel limit is images.yaml's, shared with the migration and the renderer."""
+
+    max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+    max_document_bytes: int = Field(default=50 * 1024 * 1024, ge=0)
+    batch_size: int = Field(default=100, ge=0)
+    recheck_days: int = Field(default=1, ge=0)
+    first_days: int = Field(default=2, ge=0)
+    max_keys_per_tick: int = Field(default=5000, ge=0)
+    requeue_after_minutes: int = Field(default=30, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _max_pixels_has_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "max_pixels" in data:
+            raise ValueError(
+                "max_pixels has moved to images.yaml (max_pixels), the one pixel limit uploads, the "
+                "migration and variants share; remove it here"
+            )
+        return data
 
 
 @dataclass(frozen=True)
 class VariantPlan:
-    """The whole variant configuration: specs plus execution and upload settings."""
+    """The whole variant configuration: specs plus execution and upload settings (from VariantsConfig)."""
 
     specs: tuple[VariantSpec, ...]
-    threads: int = 1
-    batch_size: int = 200
-    parallelism: int = 2
-    uploads: UploadLimits = field(default_factory=UploadLimits)
+    threads: int
+    batch_size: int
+    parallelism: int
+    uploads: UploadLimits
 
     def spec_pairs(self) -> list[tuple[str, str]]:
         return [(spec.name, spec.spec_hash) for spec in self.specs]
 
 
-def _int(entry: dict[str, Any], key: str, default: int | None, lo: int, hi: int, where: str) -> int:
-    value = entry.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise ConfigError(f"{where}: {key} must be an integer in {lo}..{hi}, got {value!r}")
-    return value
+def _variant_name(name: str) -> str:
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"variant names are letters, digits and '_', got {name!r}")
+    return name
+
+
+def _known_format(name: str) -> str:
+    if name not in _FORMATS:
+        raise ValueError(f"format must be one of {sorted(_FORMATS)}, got {name!r}")
+    return name
+
+
+class VariantEntry(ConfigModel):
+    """One entry of variants.yaml `variants:`; `box` is required for (and only used by) thumbnails."""
+
+    kind: Literal["thumbnail", "full"]
+    format: Annotated[str, AfterValidator(_known_format)]
+    quality: int = Field(default=80, ge=1, le=100)
+    effort: int = Field(default=4, ge=0, le=10)
+    box: int | None = Field(default=None, ge=16, le=4096)
+    skip_if_larger: bool = False
+
+    @model_validator(mode="after")
+    def _thumbnails_have_a_box(self) -> VariantEntry:
+        if self.kind == "thumbnail" and self.box is None:
+            raise ValueError("a thumbnail needs `box` (16..4096)")
+        return self
+
+
+class VariantsConfig(ConfigModel):
+    """config/variants.yaml, typed."""
+
+    variants: dict[Annotated[str, AfterValidator(_variant_name)], VariantEntry] = Field(min_length=1)
+    threads: int = Field(default=1, ge=1, le=64)
+    batch_size: int = Field(default=200, ge=1, le=100_000)
+    parallelism: int = Field(default=2, ge=1, le=256)
+    uploads: UploadLimits = UploadLimits()
+
+    def plan(self) -> VariantPlan:
+        specs = tuple(
+            VariantSpec(
+                name=name,
+                kind=entry.kind,
+                format=entry.format,
+                quality=entry.quality,
+                effort=entry.effort,
+                box=entry.box if entry.kind == "thumbnail" else None,
+                skip_if_larger=entry.skip_if_larger,
+            )
+            for name, entry in self.variants.items()
+        )
+        return VariantPlan(specs, self.threads, self.batch_size, self.parallelism, self.uploads)
 
 
 def parse_variant_plan(raw: dict[str, Any]) -> VariantPlan:
     """Validate the YAML mapping; a wrong entry fails loudly instead of producing odd variants."""
-    entries = raw.get("variants")
-    if not isinstance(entries, dict) or not entries:
-        raise ConfigError("variants.yaml: `variants` must be a non-empty mapping of name -> settings")
-    specs: list[VariantSpec] = []
-    for name, entry in entries.items():
-        where = f"variants.yaml: variant {name!r}"
-        if not isinstance(name, str) or not name.replace("_", "").isalnum():
-            raise ConfigError(f"{where}: names are letters, digits and '_'")
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: settings must be a mapping")
-        kind = entry.get("kind")
-        if kind not in ("thumbnail", "full"):
-            raise ConfigError(f"{where}: kind must be thumbnail or full, got {kind!r}")
-        fmt = entry.get("format")
-        if fmt not in _FORMATS:
-            raise ConfigError(f"{where}: format must be one of {sorted(_FORMATS)}, got {fmt!r}")
-        box = _int(entry, "box", None, 16, 4096, where) if kind == "thumbnail" else None
-        specs.append(
-            VariantSpec(
-                name=name,
-                kind=kind,
-                format=fmt,
-                quality=_int(entry, "quality", 80, 1, 100, where),
-                effort=_int(entry, "effort", 4, 0, 10, where),
-                box=box,
-                skip_if_larger=bool(entry.get("skip_if_larger", False)),
-            )
-        )
-    uploads_raw = raw.get("uploads") or {}
-    if "max_pixels" in uploads_raw:
-        raise ConfigError(
-            "variants.yaml: uploads.max_pixels has moved to images.yaml (max_pixels), the one pixel limit "
-            "uploads, the migration and variants share; remove it here"
-        )
-    defaults = UploadLimits()
-    uploads = UploadLimits(
-        **{
-            key: _int(uploads_raw, key, getattr(defaults, key), 0, 2**40, "variants.yaml: uploads")
-            for key in defaults.__dataclass_fields__
-        }
-    )
-    return VariantPlan(
-        specs=tuple(specs),
-        threads=_int(raw, "threads", 1, 1, 64, "variants.yaml"),
-        batch_size=_int(raw, "batch_size", 200, 1, 100_000, "variants.yaml"),
-        parallelism=_int(raw, "parallelism", 2, 1, 256, "variants.yaml"),
-        uploads=uploads,
-    )
+    return validate_model("variants", VariantsConfig, raw).plan()
 
 
 def load_variant_plan() -> VariantPlan:
-    return parse_variant_plan(load_config("variants"))
+    return load_model("variants", VariantsConfig).plan()
 
 
 @dataclass(frozen=True)

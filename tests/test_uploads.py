@@ -130,7 +130,7 @@ def test_heic_is_recorded_as_unsupported_and_pdf_is_a_document_not_an_image(env)
 def test_byte_limit_and_pixel_limit_reject_with_bombs_as_errors(env, monkeypatch, tmp_path) -> None:
     engine, store = env
     use_image_rules(monkeypatch, tmp_path / "config", "max_pixels: 1000000\n")
-    plan = dataclasses.replace(PLAN, uploads=dataclasses.replace(PLAN.uploads, max_image_bytes=20_000))
+    plan = dataclasses.replace(PLAN, uploads=PLAN.uploads.model_copy(update={"max_image_bytes": 20_000}))
     big = upload(engine, store, jpeg_bytes(photo(400, 300), quality=95), "big.jpg")
     wide = upload(engine, store, png_bytes(Image.new("RGB", (1200, 1000))), "wide.png")
     bomb = upload(engine, store, bomb_png(), "bomb.png")

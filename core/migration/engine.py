@@ -51,7 +51,6 @@ from core.ingest import (
 from core.keys import InvalidOwnerId, validate_owner_id
 from core.lineage import RunLineage
 from core.media_types import (
-    DEFAULT_MAX_BYTES,
     MediaInfo,
     MediaRejected,
     inspect_media,
@@ -68,6 +67,7 @@ from core.migration.references import (
 )
 from core.migration.scan import SourceRow, UnreadableRow, dump_document, fetch_rows, iter_batches, parse_row
 from core.migration.scan import validate_source as validate_source
+from core.migration.settings import DEFAULTS
 from core.migration.stream import (
     BadJson,
     RowChanged,
@@ -90,14 +90,16 @@ EventHook = Callable[[str], None]
 
 @dataclass(frozen=True)
 class MigrationSettings:
-    batch_rows: int = 32
-    batch_bytes: int = 32 * 1024 * 1024
-    workers: int = 4
+    """The engine's settings in bytes; every default is config/migration.yaml's model's (one default)."""
+
+    batch_rows: int = DEFAULTS.batch_rows
+    batch_bytes: int = DEFAULTS.batch_bytes
+    workers: int = DEFAULTS.workers
     #: Rows whose column is bigger than this are read in slices, never whole (core.migration.stream).
-    stream_above_bytes: int = 8 * 1024 * 1024
+    stream_above_bytes: int = DEFAULTS.stream_above_bytes
     #: Base64 text handed to the workers and not yet decoded, at most (bounds memory on streamed rows).
-    in_flight_bytes: int = 24 * 1024 * 1024
-    max_blob_bytes: int = DEFAULT_MAX_BYTES
+    in_flight_bytes: int = DEFAULTS.in_flight_bytes
+    max_blob_bytes: int = DEFAULTS.max_blob_bytes
     #: source name -> column holding the app's declared MIME type (e.g. files.mime_type)
     declared_type_columns: tuple[tuple[str, str], ...] = ()
 

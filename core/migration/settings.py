@@ -1,56 +1,99 @@
-"""config/migration.yaml, typed."""
+"""config/migration.yaml, typed: one pydantic model holds every migration setting and its one default.
+
+The engine's `MigrationSettings` (bytes, for code and tests) takes its defaults from this model, so the
+file, the model and the engine cannot disagree. Prices are not here: the inventory reads them from the
+price table (config/pricing.yaml), the one source of truth the cost reports use too.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.config import ConfigError, load_config
-from core.migration.engine import MigrationSettings
+from pydantic import Field, model_validator
 
+from core.config import ConfigModel, load_model, validate_model
+from core.media_types import DEFAULT_MAX_BYTES
 
-@dataclass(frozen=True)
-class MigrationConfig:
-    engine: MigrationSettings
-    reference_sample: int
-    reclaim_warn_bytes: int
-    database_price_gb_month: float
-    object_price_gb_month: float
+if TYPE_CHECKING:
+    from core.migration.engine import MigrationSettings
+
+MB = 1024 * 1024
 
 
-def _positive(raw: dict[str, Any], name: str, default: float) -> float:
-    value = raw.get(name, default)
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-        raise ConfigError(f"migration.yaml: {name} must be a non-negative number, got {value!r}")
-    return float(value)
+class MigrationConfig(ConfigModel):
+    """The file's settings, in its units (MB); defaults are the measured-good values (README)."""
 
+    #: Keyset batches: at most this many rows and this many MB of stored column per batch.
+    batch_rows: int = Field(default=32, ge=1)
+    batch_mb: float = Field(default=16, gt=0)
+    #: Rows whose column is bigger than this are read in slices, never whole.
+    stream_above_mb: float = Field(default=4, ge=0)
+    #: Base64 handed to the workers and not yet decoded, at most.
+    in_flight_mb: float = Field(default=16, gt=0)
+    #: Threads overlapping storage I/O inside one run.
+    workers: int = Field(default=4, ge=1)
+    #: Blobs over this size are quarantined (so are images over images.yaml's max_pixels).
+    max_blob_mb: float = Field(default=DEFAULT_MAX_BYTES / MB, gt=0)
+    #: Objects the reference check fully re-reads.
+    reference_sample: int = Field(default=25, ge=0)
+    #: The space check warns when more than this could be returned to the OS by VACUUM FULL / pg_repack.
+    reclaim_warn_mb: float = Field(default=1024, ge=0)
+    #: source name -> column holding the app's declared MIME type.
+    declared_type_columns: dict[str, str] = Field(default_factory=dict)
 
-def parse_migration_config(raw: dict[str, Any]) -> MigrationConfig:
-    if "max_pixels" in raw:
-        raise ConfigError(
-            "migration.yaml: max_pixels has moved to images.yaml (max_pixels), the one pixel limit the "
-            "migration, uploads and variants share; remove it here"
+    @model_validator(mode="before")
+    @classmethod
+    def _max_pixels_has_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "max_pixels" in data:
+            raise ValueError(
+                "max_pixels has moved to images.yaml (max_pixels), the one pixel limit the migration, "
+                "uploads and variants share; remove it here"
+            )
+        return data
+
+    @property
+    def batch_bytes(self) -> int:
+        return int(self.batch_mb * MB)
+
+    @property
+    def stream_above_bytes(self) -> int:
+        return int(self.stream_above_mb * MB)
+
+    @property
+    def in_flight_bytes(self) -> int:
+        return int(self.in_flight_mb * MB)
+
+    @property
+    def max_blob_bytes(self) -> int:
+        return int(self.max_blob_mb * MB)
+
+    @property
+    def reclaim_warn_bytes(self) -> int:
+        return int(self.reclaim_warn_mb * MB)
+
+    @property
+    def engine(self) -> MigrationSettings:
+        """The engine's settings, in bytes."""
+        from core.migration.engine import MigrationSettings
+
+        return MigrationSettings(
+            batch_rows=self.batch_rows,
+            batch_bytes=self.batch_bytes,
+            workers=self.workers,
+            stream_above_bytes=self.stream_above_bytes,
+            in_flight_bytes=self.in_flight_bytes,
+            max_blob_bytes=self.max_blob_bytes,
+            declared_type_columns=tuple(sorted(self.declared_type_columns.items())),
         )
-    prices = raw.get("prices") or {}
-    workers = int(_positive(raw, "workers", 4))
-    if workers < 1:
-        raise ConfigError("migration.yaml: workers must be at least 1")
-    return MigrationConfig(
-        engine=MigrationSettings(
-            batch_rows=max(1, int(_positive(raw, "batch_rows", 32))),
-            batch_bytes=int(_positive(raw, "batch_mb", 32) * 1024 * 1024),
-            workers=workers,
-            stream_above_bytes=int(_positive(raw, "stream_above_mb", 4) * 1024 * 1024),
-            in_flight_bytes=int(_positive(raw, "in_flight_mb", 16) * 1024 * 1024),
-            max_blob_bytes=int(_positive(raw, "max_blob_mb", 50) * 1024 * 1024),
-            declared_type_columns=tuple(sorted((raw.get("declared_type_columns") or {}).items())),
-        ),
-        reference_sample=int(_positive(raw, "reference_sample", 25)),
-        reclaim_warn_bytes=int(_positive(raw, "reclaim_warn_mb", 1024) * 1024 * 1024),
-        database_price_gb_month=_positive(prices, "database_per_gb_month", 0.25),
-        object_price_gb_month=_positive(prices, "object_storage_per_gb_month", 0.015),
-    )
+
+
+#: The defaults alone (no file read): what `MigrationSettings()` starts from.
+DEFAULTS = MigrationConfig()
+
+
+def parse_migration_config(raw: dict) -> MigrationConfig:
+    return validate_model("migration", MigrationConfig, raw)
 
 
 def load_migration_config() -> MigrationConfig:
-    return parse_migration_config(load_config("migration"))
+    return load_model("migration", MigrationConfig)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from core.config import ConfigError, load_config
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+
+from core.config import ConfigError, ConfigModel, load_model, validate_model
 from core.sources import plain_identifier
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*", re.IGNORECASE)
@@ -38,48 +40,53 @@ def parse_size(value: Any) -> int:
     raise QuotaConfigError(f"size must be bytes or like '100 MB' / '5 GiB', got {value!r}")
 
 
-@dataclass(frozen=True)
-class QuotaConfig:
-    tiers: dict[str, int]
-    tier_column: str
-    default_tier: str
-    quota_warn_fraction: float
-    growth_gb_per_hour: float
-    largest_files: int
+#: A size in the file: bytes, or a string like "100 MB" / "5 GiB".
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class QuotaAlerts(ConfigModel):
+    #: Warn when an owner has used more than this fraction of their quota.
+    quota_warn_fraction: float = Field(default=0.8, gt=0, le=1)
+    #: Warn when storage grows faster than this (seed 000: unusual spike > 10 GB/hour).
+    growth_gb_per_hour: float = Field(default=10, gt=0)
+
+
+class QuotaConfig(ConfigModel):
+    """config/quotas.yaml, typed; each setting's one default is here."""
+
+    tiers: dict[str, Size] = Field(min_length=1)
+    tier_column: Annotated[str, AfterValidator(lambda v: plain_identifier(v, "tier_column"))] = "tier"
+    default_tier: str = "free"
+    alerts: QuotaAlerts = QuotaAlerts()
+    largest_files: int = Field(default=20, ge=0)
+
+    @model_validator(mode="after")
+    def _default_tier_is_a_tier(self) -> QuotaConfig:
+        if self.default_tier not in self.tiers:
+            tiers = sorted(self.tiers)
+            raise ValueError(f"default_tier {self.default_tier!r} is not one of the tiers {tiers}")
+        return self
+
+    @property
+    def quota_warn_fraction(self) -> float:
+        return self.alerts.quota_warn_fraction
+
+    @property
+    def growth_gb_per_hour(self) -> float:
+        return self.alerts.growth_gb_per_hour
 
     def quota_for(self, tier: str | None) -> tuple[str, int]:
         """The tier actually applied and its quota in bytes (unknown tiers fall back to the default)."""
-        chosen = tier if tier in self.tiers else self.default_tier
+        chosen = tier if tier is not None and tier in self.tiers else self.default_tier
         return chosen, self.tiers[chosen]
 
 
 def parse_quota_config(raw: dict[str, Any]) -> QuotaConfig:
-    tiers_raw = raw.get("tiers") or {}
-    if not isinstance(tiers_raw, dict) or not tiers_raw:
-        raise QuotaConfigError("quotas need a non-empty `tiers` mapping of tier name to size")
-    tiers = {str(name): parse_size(size) for name, size in tiers_raw.items()}
-    default = str(raw.get("default_tier", "free"))
-    if default not in tiers:
-        raise QuotaConfigError(f"default_tier {default!r} is not one of the tiers {sorted(tiers)}")
-    alerts = raw.get("alerts") or {}
-    fraction = float(alerts.get("quota_warn_fraction", 0.8))
-    if not 0 < fraction <= 1:
-        raise QuotaConfigError(f"alerts.quota_warn_fraction must be in (0, 1], got {fraction}")
-    growth = float(alerts.get("growth_gb_per_hour", 10))
-    if growth <= 0:
-        raise QuotaConfigError(f"alerts.growth_gb_per_hour must be positive, got {growth}")
-    return QuotaConfig(
-        tiers=tiers,
-        tier_column=plain_identifier(raw.get("tier_column", "tier"), "quotas tier_column"),
-        default_tier=default,
-        quota_warn_fraction=fraction,
-        growth_gb_per_hour=growth,
-        largest_files=int(raw.get("largest_files", 20)),
-    )
+    return validate_model("quotas", QuotaConfig, raw, error=QuotaConfigError)
 
 
 def load_quota_config() -> QuotaConfig:
-    return parse_quota_config(load_config("quotas"))
+    return load_model("quotas", QuotaConfig, error=QuotaConfigError)
 
 
 @dataclass(frozen=True)
