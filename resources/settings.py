@@ -37,6 +37,7 @@ start the embedded PostgreSQL and export DATABASE_URL (`resolved_database_url`).
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 from pathlib import Path
@@ -46,7 +47,7 @@ from dagster import EnvVar
 from dagster_aws.s3 import S3Resource
 
 from core.catalog.db import PROJECT_ROOT
-from core.config import ConfigError, missing_config_files
+from core.config import ConfigError, config_path, missing_config_files
 from resources.alerts import AlertsResource
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
@@ -92,9 +93,37 @@ def _backend(variable: str) -> str | None:
     return value.strip().lower() if value else None
 
 
+#: Each configuration file's loader, run when the definitions load so that a wrong value fails there, with
+#: every other problem, rather than in the first run that reads it (on some worker, hours later).
+CONFIG_LOADERS = {
+    "backups": "core.backups.settings:load_settings",
+    "migration": "core.migration.settings:load_migration_config",
+    "pricing": "core.usage.pricing:load_price_table",
+    "quotas": "core.usage.quotas:load_quota_config",
+    "retention": "core.retention.policies:load_retention_config",
+    "sources": "core.sources:load_sources_config",
+    "variants": "core.imaging:load_variant_plan",
+}
+
+
+def invalid_config_files() -> list[str]:
+    """Every configuration file (present; a missing one is reported as missing) its loader refuses."""
+    problems = []
+    for name, target in CONFIG_LOADERS.items():
+        if not config_path(name).is_file():
+            continue
+        module, function = target.split(":")
+        try:
+            getattr(importlib.import_module(module), function)()
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def missing_settings() -> list[str]:
-    """Every required setting that is unset or invalid, and every configuration file missing from
-    MEDIA_CONFIG_DIR, described for one error message. Reads the environment only; starts nothing."""
+    """Every required setting that is unset or invalid, every configuration file missing from
+    MEDIA_CONFIG_DIR or refused by its model, described for one error message. Reads the environment and
+    the configuration files only; starts nothing."""
     problems: list[str] = []
     quick = is_quickstart()
     if not os.environ.get("DATABASE_URL"):
@@ -127,6 +156,7 @@ def missing_settings() -> list[str]:
     if local_needed and not quick and not os.environ.get("MEDIA_PLATFORM_DATA_DIR"):
         problems.append("MEDIA_PLATFORM_DATA_DIR (folder of the `local` object or backup store)")
     problems.extend(missing_config_files())
+    problems.extend(invalid_config_files())
     return problems
 
 

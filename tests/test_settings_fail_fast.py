@@ -4,6 +4,7 @@ a setting or a configuration file fails when the definitions load, naming every 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -174,3 +175,23 @@ def test_entry_points_outside_the_quick_start_start_no_embedded_server(
     with pytest.raises(settings.MissingSettingsError, match="DAGSTER_POSTGRES_URL"):
         prepare_embedded_instance(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_configuration_file_with_a_wrong_value_fails_when_the_definitions_load(
+    production: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    production.setenv("OBJECT_STORE_BACKEND", "s3")
+    production.setenv("S3_BUCKET", "media")
+    folder = tmp_path / "config"
+    shutil.copytree(PROJECT_CONFIG_DIR, folder)
+    (folder / "migration.yaml").write_text("batch_mb: lots\n")
+    (folder / "quotas.yaml").write_text("tiers: {free: 1 MB}\nalerts: {quota_warn_fractoin: 0.5}\n")
+    production.setenv("MEDIA_CONFIG_DIR", str(folder))
+    with pytest.raises(settings.MissingSettingsError) as caught:
+        settings.check_settings()
+    problems = caught.value.problems
+    assert problems[0].startswith("BACKUP_STORE_BACKEND")
+    assert f"configuration file {folder / 'migration.yaml'}: batch_mb:" in problems[1]
+    assert f"configuration file {folder / 'quotas.yaml'}: alerts.quota_warn_fractoin:" in problems[2]
+    assert len(problems) == 3
+    assert set(settings.CONFIG_LOADERS) <= {p.stem for p in PROJECT_CONFIG_DIR.glob("*.yaml")}
