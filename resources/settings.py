@@ -97,6 +97,7 @@ def _backend(variable: str) -> str | None:
 #: every other problem, rather than in the first run that reads it (on some worker, hours later).
 CONFIG_LOADERS = {
     "backups": "core.backups.settings:load_settings",
+    "images": "core.media_types:load_image_rules",
     "migration": "core.migration.settings:load_migration_config",
     "pricing": "core.usage.pricing:load_price_table",
     "quotas": "core.usage.quotas:load_quota_config",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -10,12 +11,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from core.config import PROJECT_CONFIG_DIR
 from tests.support.variants import photo
 
 
 def use_image_rules(monkeypatch: pytest.MonkeyPatch, folder: Path, text: str) -> None:
-    """Point MEDIA_CONFIG_DIR at a folder holding only images.yaml (other files: the project's)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Point MEDIA_CONFIG_DIR at a copy of the project's config/ whose images.yaml is `text` (a
+    MEDIA_CONFIG_DIR must hold every file: there is no fallback to the project's copy)."""
+    shutil.copytree(PROJECT_CONFIG_DIR, folder, dirs_exist_ok=True)
     (folder / "images.yaml").write_text(text)
     monkeypatch.setenv("MEDIA_CONFIG_DIR", str(folder))
 
