@@ -101,7 +101,7 @@ CONFIG_LOADERS = {
     "migration": "core.migration.settings:load_migration_config",
     "pricing": "core.usage.pricing:load_price_table",
     "quotas": "core.usage.quotas:load_quota_config",
-    "retention": "core.retention.policies:load_retention_config",
+    "retention": "core.retention.config:load_retention_config",
     "sources": "core.sources:load_sources_config",
     "variants": "core.imaging:load_variant_plan",
 }
