@@ -97,6 +97,7 @@ def _backend(variable: str) -> str | None:
 #: every other problem, rather than in the first run that reads it (on some worker, hours later).
 CONFIG_LOADERS = {
     "backups": "core.backups.settings:load_settings",
+    "calendar": "core.calendar:load_calendar_config",
     "images": "core.media_types:load_image_rules",
     "migration": "core.migration.settings:load_migration_config",
     "pricing": "core.usage.pricing:load_price_table",
@@ -119,6 +120,22 @@ def invalid_config_files() -> list[str]:
         except ConfigError as exc:
             problems.append(str(exc))
     return problems
+
+
+def calendar_problems() -> list[str]:
+    """Outside the quick start the calendar must state its start date: the quick start's default (the
+    day this machine's data folder was first used) would give each host different partitions."""
+    if is_quickstart() or not config_path("calendar").is_file():
+        return []
+    from core.calendar import load_calendar_config
+
+    try:
+        start = load_calendar_config().start_date
+    except ConfigError:
+        return []  # reported by its loader (CONFIG_LOADERS)
+    if start is not None:
+        return []
+    return [f"start_date in {config_path('calendar')} (the first partition day; every host must agree)"]
 
 
 def missing_settings() -> list[str]:
@@ -158,6 +175,7 @@ def missing_settings() -> list[str]:
         problems.append("MEDIA_PLATFORM_DATA_DIR (folder of the `local` object or backup store)")
     problems.extend(missing_config_files())
     problems.extend(invalid_config_files())
+    problems.extend(calendar_problems())
     return problems
 
 

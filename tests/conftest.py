@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-# Before any platform module is imported: partitions are built at import time from the calendar.
-os.environ.setdefault("MEDIA_CONFIG_DIR", str(Path(__file__).parent / "config"))
 
-from core.embedded_postgres import start_embedded_postgres
-from tests.support.services import PostgresServer, new_bucket, s3_server
+def _test_config_dir() -> str:
+    """The project's config/ with tests/config/ copied over it (the calendar's start date precedes every
+    day the tests use): a MEDIA_CONFIG_DIR must hold every file, nothing falls back to config/."""
+    folder = Path(tempfile.mkdtemp(prefix="media-test-config-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    shutil.copytree(Path(__file__).resolve().parents[1] / "config", folder, dirs_exist_ok=True)
+    shutil.copytree(Path(__file__).parent / "config", folder, dirs_exist_ok=True)
+    return str(folder)
+
+
+# Before any platform module is imported: partitions are built at import time from the calendar.
+os.environ["MEDIA_CONFIG_DIR"] = os.environ.get("MEDIA_CONFIG_DIR") or _test_config_dir()
+
+from core.embedded_postgres import start_embedded_postgres  # noqa: E402
+from tests.support.services import PostgresServer, new_bucket, s3_server  # noqa: E402
 
 # The tests run on the quick start's local defaults (as `./dev test` sets), also under a bare `pytest`;
 # the tests of the fail-fast behaviour unset it in their subprocesses.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from dagster import AssetKey, Definitions
 
 from core.catalog.db import PROJECT_ROOT
+from core.config import PROJECT_CONFIG_DIR
 
 
 @pytest.fixture
@@ -59,7 +61,7 @@ def test_the_graph_shows_the_configured_tables_of_another_config_dir(
     platform_env: dict[str, str], tmp_path: Path
 ) -> None:
     config = tmp_path / "config"
-    config.mkdir()
+    shutil.copytree(PROJECT_CONFIG_DIR, config)  # a MEDIA_CONFIG_DIR holds every file
     (config / "sources.yaml").write_text(OTHER_SOURCES)
     (config / "calendar.yaml").write_text("start_date: 2025-06-01\n")
     env = {**os.environ, **platform_env, "MEDIA_CONFIG_DIR": str(config)}

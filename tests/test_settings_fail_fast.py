@@ -4,7 +4,6 @@ a setting or a configuration file fails when the definitions load, naming every 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,11 +61,13 @@ def _postgres_processes_under(folder: Path) -> list[str]:
 
 
 def _config_dir_without(tmp_path: Path, name: str) -> Path:
+    """A production configuration folder: the project's files but `name`, the calendar's start stated."""
     folder = tmp_path / "config"
     folder.mkdir()
     for path in PROJECT_CONFIG_DIR.glob("*.yaml"):
         if path.stem != name:
             (folder / path.name).write_text(path.read_text())
+    (folder / "calendar.yaml").write_text("start_date: 2026-01-01\n")
     return folder
 
 
@@ -113,6 +114,7 @@ def production(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.Monkey
     for name in PLATFORM_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DATABASE_URL", "postgresql://app@db.invalid/app")
+    monkeypatch.setenv("MEDIA_CONFIG_DIR", str(_config_dir_without(tmp_path, "none-missing")))
     return monkeypatch
 
 
@@ -173,8 +175,8 @@ def test_entry_points_outside_the_quick_start_start_no_embedded_server(
     with pytest.raises(settings.MissingSettingsError, match="DATABASE_URL"):
         settings.resolved_database_url()
     with pytest.raises(settings.MissingSettingsError, match="DAGSTER_POSTGRES_URL"):
-        prepare_embedded_instance(tmp_path)
-    assert list(tmp_path.iterdir()) == []
+        prepare_embedded_instance(tmp_path / "data")
+    assert not (tmp_path / "data").exists()
 
 
 def test_a_configuration_file_with_a_wrong_value_fails_when_the_definitions_load(
@@ -182,11 +184,9 @@ def test_a_configuration_file_with_a_wrong_value_fails_when_the_definitions_load
 ) -> None:
     production.setenv("OBJECT_STORE_BACKEND", "s3")
     production.setenv("S3_BUCKET", "media")
-    folder = tmp_path / "config"
-    shutil.copytree(PROJECT_CONFIG_DIR, folder)
+    folder = Path(os.environ["MEDIA_CONFIG_DIR"])
     (folder / "migration.yaml").write_text("batch_mb: lots\n")
     (folder / "quotas.yaml").write_text("tiers: {free: 1 MB}\nalerts: {quota_warn_fractoin: 0.5}\n")
-    production.setenv("MEDIA_CONFIG_DIR", str(folder))
     with pytest.raises(settings.MissingSettingsError) as caught:
         settings.check_settings()
     problems = caught.value.problems
@@ -195,3 +195,19 @@ def test_a_configuration_file_with_a_wrong_value_fails_when_the_definitions_load
     assert f"configuration file {folder / 'quotas.yaml'}: alerts.quota_warn_fractoin:" in problems[2]
     assert len(problems) == 3
     assert set(settings.CONFIG_LOADERS) <= {p.stem for p in PROJECT_CONFIG_DIR.glob("*.yaml")}
+
+
+def test_outside_the_quick_start_the_calendar_must_state_its_start_date(
+    production: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    production.setenv("OBJECT_STORE_BACKEND", "s3")
+    production.setenv("BACKUP_STORE_BACKEND", "s3")
+    production.setenv("S3_BUCKET", "media")
+    calendar = Path(os.environ["MEDIA_CONFIG_DIR"]) / "calendar.yaml"
+    assert settings.missing_settings() == []
+    calendar.write_text("start_date:\n")  # the project's default: the day this data folder was first used
+    assert settings.missing_settings() == [
+        f"start_date in {calendar} (the first partition day; every host must agree)"
+    ]
+    production.setenv("MEDIA_QUICKSTART", "1")
+    assert settings.missing_settings() == []
