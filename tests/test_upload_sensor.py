@@ -211,10 +211,10 @@ def test_definitions_list_the_sensor_jobs_and_checks(
     """What `dagster dev` shows: the upload sensor (STOPPED until turned on), both jobs, the checks."""
     from dagster import DefaultSensorStatus
 
+    monkeypatch.setenv("DATABASE_URL", database_url)  # before loading the definitions, which need it
+    monkeypatch.setenv("MEDIA_PLATFORM_DATA_DIR", str(tmp_path / "data"))
     from orchestration.definitions import build_definitions
 
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("MEDIA_PLATFORM_DATA_DIR", str(tmp_path / "data"))
     defs = build_definitions()
     sensor = defs.get_sensor_def("upload_sensor")
     assert sensor.default_status == DefaultSensorStatus.STOPPED
