@@ -300,8 +300,8 @@ def backup_store_resource() -> ObjectStoreResource:
 
 def ui_base_url() -> str | None:
     """The Dagster UI's address for run links: DAGSTER_UI_URL, or `dagster dev`'s local address in the
-    quick start (embedded Postgres); None in production without it, so no link points at a wrong host."""
-    return os.environ.get("DAGSTER_UI_URL") or ("http://localhost:3000" if uses_embedded_postgres() else None)
+    quick start (MEDIA_QUICKSTART=1); None in production without it, so no link points at a wrong host."""
+    return os.environ.get("DAGSTER_UI_URL") or ("http://localhost:3000" if is_quickstart() else None)
 
 
 def alerts_resource() -> AlertsResource:

@@ -63,3 +63,13 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture
 def s3_bucket(s3_endpoint: str) -> str:
     return new_bucket(s3_endpoint)
+
+
+@pytest.fixture
+def platform_defs(database_url: str, monkeypatch: pytest.MonkeyPatch):
+    """The platform's Definitions loaded as a code server loads them: DATABASE_URL set first (loading
+    them never starts a server)."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    from orchestration.definitions import build_definitions
+
+    return build_definitions()

@@ -9,6 +9,7 @@ from dagster import (
     AssetKey,
     AssetMaterialization,
     DagsterInstance,
+    Definitions,
     EvaluateAutomationConditionsResult,
     evaluate_automation_conditions,
 )
@@ -39,8 +40,8 @@ def materialized(instance: DagsterInstance, key: str, partition: str | None = No
     instance.report_runless_asset_event(AssetMaterialization(AssetKey(key.split("/")), partition=partition))
 
 
-def test_the_chain_fires_in_lineage_order_and_only_when_upstreams_changed() -> None:
-    from orchestration.definitions import defs
+def test_the_chain_fires_in_lineage_order_and_only_when_upstreams_changed(platform_defs: Definitions) -> None:
+    defs = platform_defs
 
     with DagsterInstance.ephemeral() as instance:
         cursor = None
@@ -95,8 +96,8 @@ def test_the_chain_fires_in_lineage_order_and_only_when_upstreams_changed() -> N
         assert evaluate(NIGHT + dt.timedelta(minutes=5)) == {}  # nothing upstream changed: nothing fires
 
 
-def test_the_retention_sweep_keeps_its_cron_and_usage_follows_it() -> None:
-    from orchestration.definitions import defs
+def test_the_retention_sweep_keeps_its_cron_and_usage_follows_it(platform_defs: Definitions) -> None:
+    defs = platform_defs
 
     graph = defs.resolve_asset_graph()
     assert graph.get(AssetKey(["retention", "sweep"])).automation_condition is None
@@ -113,10 +114,10 @@ def test_the_retention_sweep_keeps_its_cron_and_usage_follows_it() -> None:
         assert requested(after) == {"usage/usage_snapshot": {DAY}}
 
 
-def test_the_automation_sensor_is_defined_and_ships_stopped() -> None:
+def test_the_automation_sensor_is_defined_and_ships_stopped(platform_defs: Definitions) -> None:
     from dagster import DefaultSensorStatus
 
-    from orchestration.definitions import defs
+    defs = platform_defs
 
     sensor = defs.get_sensor_def("media_automation")
     assert sensor.default_status == DefaultSensorStatus.STOPPED

@@ -87,8 +87,8 @@ def definitions_snapshot(defs: Definitions) -> dict[str, Any]:
     }
 
 
-def test_definitions_match_the_snapshot() -> None:
-    from orchestration.definitions import defs
+def test_definitions_match_the_snapshot(platform_defs: Definitions) -> None:
+    defs = platform_defs
 
     current = json.loads(json.dumps(definitions_snapshot(defs)))
     if os.environ.get("UPDATE_SNAPSHOTS"):
@@ -97,8 +97,8 @@ def test_definitions_match_the_snapshot() -> None:
     assert current == json.loads(SNAPSHOT.read_text()), "the Definitions changed; see the module docstring"
 
 
-def test_every_job_schedule_and_sensor_says_what_it_does() -> None:
-    from orchestration.definitions import defs
+def test_every_job_schedule_and_sensor_says_what_it_does(platform_defs: Definitions) -> None:
+    defs = platform_defs
 
     snapshot = definitions_snapshot(defs)
     for kind in ("jobs", "schedules", "sensors"):

@@ -408,10 +408,11 @@ def test_run_links_use_dagster_ui_url_and_default_to_localhost_only_in_the_quick
     from resources.settings import ui_base_url
 
     monkeypatch.delenv("DAGSTER_UI_URL", raising=False)
+    monkeypatch.delenv("MEDIA_QUICKSTART", raising=False)
     monkeypatch.setenv("DATABASE_URL", "postgresql://app@db.internal/app")
     assert ui_base_url() is None  # production without the variable: no link to a wrong host
     monkeypatch.setenv("DAGSTER_UI_URL", UI)
     assert ui_base_url() == UI
     monkeypatch.delenv("DAGSTER_UI_URL")
-    monkeypatch.delenv("DATABASE_URL")
-    assert ui_base_url() == "http://localhost:3000"  # the quick start's embedded database
+    monkeypatch.setenv("MEDIA_QUICKSTART", "1")  # its entry points export the embedded DATABASE_URL
+    assert ui_base_url() == "http://localhost:3000"
