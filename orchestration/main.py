@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = run_steps(defs, instance)
         backups_line = backups_summary(database_url, instance)
 
-    reclaim = reclaim_lines(database_url, reclaim=uses_embedded_postgres())
+    reclaim = reclaim_lines(database_url, reclaim=embedded)  # DATABASE_URL is exported by now
     print()
     print("Summary")
     print(f"  legacy database size: {mb(size_before)} before this run, {mb(database_size(database_url))} now")
