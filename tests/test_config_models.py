@@ -20,6 +20,7 @@ from core.migration.engine import MigrationSettings
 from core.migration.inventory import inventory_source
 from core.migration.settings import MigrationConfig, load_migration_config, parse_migration_config
 from core.usage.costs import USAGE_FIELDS, UsageFigures, compute_cost_report
+from core.usage.formatting import round_money
 from core.usage.pricing import load_price_table
 from core.usage.quotas import load_quota_config
 from resources.database import PostgresResource
@@ -159,7 +160,7 @@ def test_inventory_and_cost_report_use_the_same_postgres_price(
         expected = inventory_source(
             engine, source, database_price_gb_month=20000.0, object_price_gb_month=5000.0
         ).projected_monthly_saving_usd
-        assert meta["projected_monthly_saving_usd"].value == pytest.approx(expected, abs=1e-4)
+        assert meta["projected_monthly_saving_usd"].value == pytest.approx(round_money(expected))
     assert metas["stories"]["projected_monthly_saving_usd"].value > 0
 
     # the cost report prices base64 in Postgres with the same figure, and its migration saving (1 GB of
