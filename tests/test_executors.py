@@ -30,7 +30,9 @@ SHOW = (
 
 def load(tmp_path, **changes: str | None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIA_", "CELERY_", "DAGSTER_"))}
+    # the tests' configuration folder: outside the quick start the calendar must state its start date
     env.update(PLATFORM, MEDIA_PLATFORM_DATA_DIR=str(tmp_path))
+    env["MEDIA_CONFIG_DIR"] = os.environ["MEDIA_CONFIG_DIR"]
     for name, value in changes.items():
         if value is None:
             env.pop(name, None)
