@@ -112,6 +112,8 @@ class Cluster:
                 BACKUP_STORE_BACKEND="s3",
                 BACKUP_S3_PREFIX="backups",
                 MEDIA_SIGNING_SECRET="distributed-test-secret",
+                # every host the same partitions: outside the quick start the calendar states its start
+                MEDIA_CONFIG_DIR=os.environ["MEDIA_CONFIG_DIR"],
             )
         if executor == "celery":
             env.update(
