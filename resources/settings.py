@@ -64,10 +64,15 @@ class MissingSettingsError(ConfigError):
     """Settings the platform needs are unset (outside the quick start nothing has a local default)."""
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(
+        # The list is the exception's only argument: Celery (and pickle) rebuild an exception from its
+        # args, so a message string here would come back as `problems` split into single characters.
+        self.problems = list(problems)
+        super().__init__(self.problems)
+
+    def __str__(self) -> str:
+        return (
             "the platform is not configured; missing or invalid settings:\n"
-            + "\n".join(f"  - {p}" for p in problems)
+            + "\n".join(f"  - {p}" for p in self.problems)
             + f"\nSet them (see resources/settings.py and the README), or set {QUICKSTART_ENV}=1 for the "
             "quick start's local defaults (embedded PostgreSQL, local object store) on one machine."
         )

@@ -330,13 +330,6 @@ def test_a_step_whose_worker_process_is_killed_is_run_again_and_the_run_complete
     assert variant_set_gaps(engine, load_variant_plan()) == 0
 
 
-def _fail_fast_landed() -> bool:
-    """Items 1-2 of issue #14 (another change) make loading the definitions without DATABASE_URL, outside
-    the quick start (MEDIA_QUICKSTART=1), an error naming the variable."""
-    return "MEDIA_QUICKSTART" in (PROJECT_ROOT / "resources" / "settings.py").read_text()
-
-
-@pytest.mark.skipif(not _fail_fast_landed(), reason="needs the settings fail-fast of #14 items 1-2")
 def test_a_worker_missing_its_settings_fails_the_run_naming_the_variable(cluster: Cluster) -> None:
     """A worker started without DATABASE_URL (and not in the quick start) must fail the step loudly,
     never start an embedded database of its own and report success."""

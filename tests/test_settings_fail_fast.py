@@ -211,3 +211,14 @@ def test_outside_the_quick_start_the_calendar_must_state_its_start_date(
     ]
     production.setenv("MEDIA_QUICKSTART", "1")
     assert settings.missing_settings() == []
+
+
+def test_the_missing_settings_error_survives_pickling_with_its_message() -> None:
+    """Celery sends a step's exception back by pickling it (rebuilt from its args): the names of the
+    missing variables must arrive readable, not as a list of single characters."""
+    import pickle
+
+    error = settings.MissingSettingsError(["DATABASE_URL", "S3_BUCKET"])
+    copy = pickle.loads(pickle.dumps(error))
+    assert copy.problems == ["DATABASE_URL", "S3_BUCKET"]
+    assert "  - DATABASE_URL\n  - S3_BUCKET" in str(copy)
