@@ -293,11 +293,44 @@ def bench_store(kind: str, engine: sa.Engine, args: argparse.Namespace) -> tuple
         f"catalog work {catalog:.1f}s (vs {baseline_catalog:.1f}s per-row: "
         f"{baseline_catalog / catalog:.1f}x), then {report.waiting_seconds:.1f}s waiting for storage"
     )
+    print_profile()
     print(
         f"speed-up on {kind}: {baseline_total / platform:.1f}x (target >= 20x); under 60 s: {platform < 60}"
     )
     ok = orphans.deleted == args.eligible and held_left == HELD and left == HELD and platform < 60
     return baseline_total, platform, ok
+
+
+STATEMENT_TIMES: dict[str, list[float]] = {}
+
+
+def profile_statements() -> None:
+    """Time every statement the sweep runs through SweepContext.exec (grouped by their first words)."""
+    import re
+
+    from core.retention.context import SweepContext
+
+    plain = SweepContext.exec
+
+    def timed(self: SweepContext, sql: str, **params: object) -> sa.CursorResult:
+        started = time.perf_counter()
+        try:
+            return plain(self, sql, **params)
+        finally:
+            label = re.sub(r"\s+", " ", sql).strip()[:110]
+            STATEMENT_TIMES.setdefault(label, []).append(time.perf_counter() - started)
+
+    SweepContext.exec = timed  # type: ignore[method-assign]
+
+
+def print_profile() -> None:
+    if not STATEMENT_TIMES:
+        return
+    print("  slowest statements of the sweep (total s, calls, first words):")
+    ranked = sorted(STATEMENT_TIMES.items(), key=lambda item: -sum(item[1]))
+    for label, times in ranked[:12]:
+        print(f"    {sum(times):7.2f}s {len(times):5d}x  {label}")
+    STATEMENT_TIMES.clear()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,7 +341,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objects", type=int, default=1_000_000)
     parser.add_argument("--eligible", type=int, default=100_000)
     parser.add_argument("--sample", type=int, default=2_000, help="baseline rows actually processed")
+    parser.add_argument(
+        "--profile", action="store_true", help="print the sweep's slowest statements (time, calls)"
+    )
     args = parser.parse_args(argv)
+    if args.profile:
+        profile_statements()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
 
     url = database_url()

@@ -39,11 +39,25 @@ class StoredBlob:
     uploaded: bool  # False when identical content was already there (deduplicated)
 
 
-def store_verified(store: ObjectStore, data: bytes, sha256: str, info: MediaInfo) -> StoredBlob:
+def store_verified(
+    store: ObjectStore,
+    data: bytes,
+    sha256: str,
+    info: MediaInfo,
+    *,
+    catalog_knows: Callable[[str], bool] | None = None,
+) -> StoredBlob:
     """Upload `data` to its content-addressed key unless it is already there, then confirm it.
 
     Re-running after a crash at any point is safe: an object already present with the same size and
     checksum is reused; one with a different checksum (a torn earlier write) is overwritten.
+
+    With `catalog_knows` (the migration, over a remote store), the catalog is asked instead of the
+    store: content it holds as verified is not touched at all (no request; if retention deletes it
+    before the caller's commit, `upsert_object` finds out under the row lock and says ObjectVanished),
+    and other content is PUT straight away without a HEAD first (a PUT of content-addressed bytes is
+    idempotent). A PUT whose response proves the bytes (`ObjectInfo.confirmed`: ETag = MD5 of what was
+    sent, or the server's SHA-256) needs no confirming HEAD: one request per new blob.
     """
     return _store_verified(
         store,
@@ -51,6 +65,7 @@ def store_verified(store: ObjectStore, data: bytes, sha256: str, info: MediaInfo
         sha256,
         info,
         lambda key: store.put_bytes(key, data, sha256=sha256, content_type=info.mime_type),
+        catalog_knows=catalog_knows,
     )
 
 
@@ -68,12 +83,28 @@ def store_verified_file(
 
 
 def _store_verified(
-    store: ObjectStore, size: int, sha256: str, info: MediaInfo, put: Callable[[str], object]
+    store: ObjectStore,
+    size: int,
+    sha256: str,
+    info: MediaInfo,
+    put: Callable[[str], object],
+    *,
+    catalog_knows: Callable[[str], bool] | None = None,
 ) -> StoredBlob:
     key = original_key(sha256, info.extension)
-    if _holds(retry_transient(lambda: store.head(key)), size, sha256):
+    if catalog_knows is not None:
+        if catalog_knows(sha256):
+            return StoredBlob(key, sha256, size, uploaded=False)
+    elif _holds(retry_transient(lambda: store.head(key)), size, sha256):
         return StoredBlob(key, sha256, size, uploaded=False)
-    retry_transient(lambda: put(key))
+    written = retry_transient(lambda: put(key))
+    if (
+        isinstance(written, ObjectInfo)
+        and written.confirmed
+        and written.size == size
+        and written.sha256 == sha256
+    ):
+        return StoredBlob(key, sha256, size, uploaded=True)
     confirmed = retry_transient(lambda: store.head(key))
     if not _holds(confirmed, size, sha256):
         raise VerificationFailed(

@@ -83,6 +83,10 @@ from core.objectstore.base import ObjectStore
 from core.progress import ProgressReporter
 from core.sources import BlobSource
 
+#: Finished rows committed together (one transaction, a savepoint per row) while a batch is still being
+#: planned; at the end of a batch every finished row at the front commits as one group.
+COMMIT_GROUP_ROWS = 16
+
 #: Hook for tests and tracing: called with "object_stored" (from a worker thread), "row_updated" (inside
 #: the transaction, before commit), "row_committed" and "batch_done".
 EventHook = Callable[[str], None]
@@ -176,8 +180,10 @@ def process_value(
     store: ObjectStore,
     settings: MigrationSettings,
     declared_mime: str | None = None,
+    catalog_knows: Callable[[str], bool] | None = None,
 ) -> _Stored | _Refused:
-    """Decode, identify, hash and store one value; a refusal is a result, not an exception."""
+    """Decode, identify, hash and store one value; a refusal is a result, not an exception.
+    `catalog_knows`: see `store_verified` (content the catalog holds is not sent again)."""
     if not isinstance(value, str):
         return _Refused(path, "not_text", f"expected base64 text, found JSON {type(value).__name__}")
     try:
@@ -198,7 +204,7 @@ def process_value(
     if mislabelled is not None:
         return mislabelled
     assert sha256 is not None  # inspect_media refuses empty data
-    blob = store_verified(store, data, sha256, info)
+    blob = store_verified(store, data, sha256, info, catalog_knows=catalog_knows)
     return _Stored(path, blob, info, decoded.encoded_length)
 
 
@@ -390,6 +396,7 @@ class SourceMigrator:
         #: (pk, owner, path, reference) of references found in the rows of the current batch
         self._held: list[tuple[Any, Any, str, str]] = []
         self.declared_column = self.settings.declared_type_column(source.name)
+        self._pk_type = "text"  # the primary key's SQL type, set by run()
 
     def _event(self, name: str) -> None:
         self.on_event(name)
@@ -398,7 +405,9 @@ class SourceMigrator:
         self, value: Any, path: str, declared_mime: str | None, budget: tuple[_ByteBudget, int] | None = None
     ) -> _Stored | _Refused:
         try:
-            outcome = process_value(value, path, self.source, self.store, self.settings, declared_mime)
+            outcome = process_value(
+                value, path, self.source, self.store, self.settings, declared_mime, self._catalog_knows
+            )
         finally:
             del value
             if budget is not None:
@@ -406,6 +415,18 @@ class SourceMigrator:
         if isinstance(outcome, _Stored):
             self._event("object_stored")
         return outcome
+
+    def _catalog_knows(self, sha256: str) -> bool:
+        """The catalog holds this content as verified (so its bytes need not be sent or checked again)."""
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(
+                    sa.select(StoredObject.id).where(
+                        StoredObject.sha256 == sha256, StoredObject.status == "verified"
+                    )
+                ).first()
+                is not None
+            )
 
     def _process_streamed(self, row: SourceRow) -> _Stored | _Refused | _Changed | _AlreadyMigrated:
         try:
@@ -421,6 +442,7 @@ class SourceMigrator:
         limit_heap_fragmentation()
         with self.engine.connect() as conn:
             pk_type = validate_source(conn, self.source, self.declared_column)
+            self._pk_type = pk_type
             last_pk, rows_scanned = _load_progress(conn, self.source.name)
             if self.progress is not None and self.progress.total is None:
                 # What this pass has left (a resumed pass counts from where it resumes).
@@ -631,35 +653,256 @@ class SourceMigrator:
                 self.stats.references_restored += 1
 
     def _commit_planned(self, planned: list[_Planned], *, wait: bool) -> None:
-        """Commit planned rows in order: all of them (wait), or those at the front whose blobs are done."""
-        while planned and (wait or all(f.done() for f in planned[0][2])):
-            row, doc, futures, refused, streamed, changed = planned.pop(0)
-            outcomes = [f.result() for f in futures]  # a storage failure after retries ends the run here
-            for outcome in outcomes:
-                if isinstance(outcome, _AlreadyMigrated):
-                    self.stats.already_migrated += 1
-                    self._held.append((row.pk, row.owner, "", outcome.value))
-            if changed or any(isinstance(o, _Changed) for o in outcomes):
+        """Commit planned rows in order, a group of rows per transaction (a savepoint per row).
+
+        With `wait`, all of them: each group is the rows at the front whose blobs are done, so workers
+        carry on with later rows while a group commits. Without, only a group of at least
+        COMMIT_GROUP_ROWS finished rows (called between planning rows: no tiny transactions)."""
+        while planned:
+            ready = 0
+            for entry in planned:
+                if not all(f.done() for f in entry[2]):
+                    break
+                ready += 1
+            if not wait and ready < COMMIT_GROUP_ROWS:
+                return
+            if ready == 0:
+                for future in planned[0][2]:
+                    future.exception()  # block until the front row's blobs are done
+                continue
+            group: list[tuple[SourceRow, Any, list[_Stored], list[_Refused], _StreamedDoc | None]] = []
+            for _ in range(ready):
+                row, doc, futures, refused, streamed, changed = planned.pop(0)
+                outcomes = [f.result() for f in futures]  # a storage failure after retries ends the run
+                for outcome in outcomes:
+                    if isinstance(outcome, _AlreadyMigrated):
+                        self.stats.already_migrated += 1
+                        self._held.append((row.pk, row.owner, "", outcome.value))
+                if changed or any(isinstance(o, _Changed) for o in outcomes):
+                    self.stats.rows_changed_concurrently += 1
+                    continue
+                group.append(
+                    (
+                        row,
+                        doc,
+                        [o for o in outcomes if isinstance(o, _Stored)],
+                        refused + [o for o in outcomes if isinstance(o, _Refused)],
+                        streamed,
+                    )
+                )
+            self._commit_rows(group)
+
+    def _commit_rows(
+        self, group: list[tuple[SourceRow, Any, list[_Stored], list[_Refused], _StreamedDoc | None]]
+    ) -> None:
+        """One transaction for a group of finished rows; each row in its own savepoint, so a row the app
+        changed (or whose object retention purged) rolls back alone. Every row is still switched only
+        after its own objects were verified; the group only shares the commit (and two lookups)."""
+        group = [entry for entry in group if entry[2] or entry[3]]
+        if not group:
+            return
+        committed: list[Callable[[], None]] = []
+        with self.engine.begin() as conn:
+            shas = {item.blob.sha256 for entry in group for item in entry[2]}
+            seen = (
+                set(
+                    conn.execute(
+                        sa.select(StoredObject.sha256).where(StoredObject.sha256.in_(shas))
+                    ).scalars()
+                )
+                if shas
+                else set()
+            )
+            pks = [str(entry[0].pk) for entry in group if entry[2]]
+            quarantined = (
+                {
+                    (pk, path)
+                    for pk, path in conn.execute(
+                        sa.select(QuarantineRecord.source_pk, QuarantineRecord.json_path).where(
+                            *quarantine_of(self.source), QuarantineRecord.source_pk.in_(pks)
+                        )
+                    )
+                }
+                if pks
+                else set()
+            )
+            simple = [e for e in group if e[2] and not e[3] and e[4] is None and e[0].owner is not None]
+            committed.extend(self._write_rows_together(conn, simple, seen, quarantined))
+            together = {id(entry[0]) for entry in simple}
+            for row, doc, stored, refused, streamed in group:
+                if id(row) in together:
+                    continue
+                try:
+                    with conn.begin_nested():
+                        committed.append(
+                            self._write_row(conn, row, doc, stored, refused, streamed, seen, quarantined)
+                        )
+                except _RowChanged:
+                    self.stats.rows_changed_concurrently += 1
+                except ObjectVanished:
+                    self._vanished.append(row.pk)
+        for apply in committed:
+            self._event("row_committed")
+            apply()
+
+    def _write_rows_together(
+        self,
+        conn: sa.Connection,
+        rows: list[tuple[SourceRow, Any, list[_Stored], list[_Refused], _StreamedDoc | None]],
+        seen: set[str],
+        quarantined: set[tuple[str, str]],
+    ) -> list[Callable[[], None]]:
+        """The common case of `_write_row` for many rows at once (owned rows whose every value was
+        stored): one statement each for the catalog objects, the guarded row rewrites (UPDATE ... FROM
+        unnest, each row still guarded by its own xmin) and the references. A row the app changed
+        meanwhile is simply not updated (its object stays catalogued without a reference, for retention
+        to collect, as after any interrupted run); a row whose object is no longer `verified` (retention
+        marked it deleted after we checked) is left out and goes through `_write_row`, which re-checks the
+        bytes under the row lock."""
+        if not rows:
+            return []
+        source = self.source
+        first: dict[str, _Stored] = {}
+        for _row, _doc, stored, _refused, _streamed in rows:
+            for item in stored:
+                first.setdefault(item.blob.sha256, item)
+        stmt = insert(StoredObject).values(
+            [
+                {
+                    "sha256": item.blob.sha256,
+                    "size_bytes": item.blob.size,
+                    "mime_type": item.info.mime_type,
+                    "kind": item.info.kind,
+                    "width": item.info.width,
+                    "height": item.info.height,
+                    "trailing_bytes": item.info.trailing_bytes,
+                    "storage_key": item.blob.key,
+                    "provider": self.store.provider,
+                    "status": "verified",
+                    **self.lineage.columns(),
+                }
+                for item in first.values()
+            ]
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[StoredObject.sha256],
+            set_={"storage_key": stmt.excluded.storage_key},
+            where=StoredObject.status == "verified",
+        ).returning(StoredObject.sha256, StoredObject.id)
+        ids = {sha: int(object_id) for sha, object_id in conn.execute(stmt).all()}
+        # Rows with an object that is not `verified` any more go row by row (revive or ObjectVanished).
+        rows[:] = [entry for entry in rows if all(item.blob.sha256 in ids for item in entry[2])]
+        if not rows:
+            return []
+        values: dict[str, str] = {}
+        for row, doc, stored, _refused, _streamed in rows:
+            replacements = [
+                (item.path, make_reference(source.reference, item.blob.key, ids[item.blob.sha256]))
+                for item in stored
+            ]
+            if doc is None:
+                values[str(row.pk)] = replacements[0][1]
+            else:
+                for path, reference in replacements:
+                    set_json_path(doc, path, reference)
+                values[str(row.pk)] = dump_document(doc)
+        cast = "CAST(v.val AS jsonb)" if source.format == "jsonb" else "v.val"
+        updated = set(
+            conn.execute(
+                sa.text(
+                    f'UPDATE {source.qualified_table} t SET "{source.column}" = {cast} '
+                    f"FROM unnest(CAST(:pks AS {self._pk_type}[]), CAST(:xmins AS text[]), "
+                    "CAST(:vals AS text[])) AS v(pk, xm, val) "
+                    f'WHERE t."{source.primary_key}" = v.pk AND t.xmin::text = v.xm '
+                    f'RETURNING t."{source.primary_key}"::text'
+                ),
+                {
+                    "pks": [str(row.pk) for row, *_rest in rows],
+                    "xmins": [str(row.xmin) for row, *_rest in rows],
+                    "vals": [values[str(row.pk)] for row, *_rest in rows],
+                },
+            ).scalars()
+        )
+        references = []
+        applied: list[Callable[[], None]] = []
+        for row, _doc, stored, _refused, _streamed in rows:
+            pk_text = str(row.pk)
+            if pk_text not in updated:
                 self.stats.rows_changed_concurrently += 1
                 continue
-            self._commit_row(
-                row,
-                doc,
-                [o for o in outcomes if isinstance(o, _Stored)],
-                refused + [o for o in outcomes if isinstance(o, _Refused)],
-                streamed,
+            self._event("row_updated")
+            for item in stored:
+                references.append(
+                    {
+                        "object_id": ids[item.blob.sha256],
+                        "owner_id": validate_owner_id(row.owner),
+                        "origin": "migration",
+                        **source.identity,
+                        "source_pk": pk_text,
+                        "json_path": item.path,
+                        **self.lineage.columns(),
+                    }
+                )
+            fixed = [item.path for item in stored if (pk_text, item.path) in quarantined]
+            if fixed:
+                # A value quarantined earlier and since fixed by the app is no longer in quarantine.
+                conn.execute(
+                    sa.delete(QuarantineRecord).where(
+                        *quarantine_of(source),
+                        QuarantineRecord.source_pk == pk_text,
+                        QuarantineRecord.json_path.in_(fixed),
+                    )
+                )
+            known = 0
+            for item in stored:
+                known += item.blob.sha256 in seen
+                seen.add(item.blob.sha256)
+            applied.append(self._stats_of(stored, [], known))
+        if references:
+            refs = insert(ObjectReference).values(references)
+            conn.execute(
+                refs.on_conflict_do_update(
+                    constraint="uq_object_references_origin",
+                    set_={
+                        "object_id": refs.excluded.object_id,
+                        "owner_id": refs.excluded.owner_id,
+                        "released_at": None,
+                        **{column: refs.excluded[column] for column in self.lineage.columns()},
+                    },
+                )
             )
+        return applied
 
-    def _commit_row(
+    def _stats_of(self, stored: list[_Stored], refused: list[_Refused], known: int) -> Callable[[], None]:
+        def apply() -> None:
+            stats = self.stats
+            if stored:
+                stats.rows_rewritten += 1
+            stats.duplicates_stored_once += known
+            for item in stored:
+                stats.blobs_moved += 1
+                stats.bytes_moved += item.blob.size
+                stats.encoded_bytes_moved += item.encoded_length
+                stats.objects_uploaded += int(item.blob.uploaded)
+            for item in refused:
+                stats.quarantined += 1
+                stats.quarantine_reasons[item.code] += 1
+
+        return apply
+
+    def _write_row(
         self,
+        conn: sa.Connection,
         row: SourceRow,
         doc: Any,
         stored: list[_Stored],
         refused: list[_Refused],
-        streamed: _StreamedDoc | None = None,
-    ) -> None:
-        if not stored and not refused:
-            return
+        streamed: _StreamedDoc | None,
+        seen: set[str],
+        quarantined: set[tuple[str, str]],
+    ) -> Callable[[], None]:
+        """Catalog rows, quarantine rows and the guarded rewrite of one row (inside the caller's
+        savepoint); returns what to add to the stats once the transaction has committed."""
         source = self.source
         pk_text = str(row.pk)
         unowned: list[_Stored] = []
@@ -671,125 +914,85 @@ class SourceMigrator:
                 _Refused(item.path, "no_owner", reason, item.blob.sha256, item.blob.size) for item in stored
             ]
             unowned, stored = stored, []
-        try:
-            with self.engine.begin() as conn:
-                for item in unowned:
-                    upsert_object(
-                        conn,
-                        item.blob,
-                        item.info,
-                        self.store.provider,
-                        store=self.store,
-                        lineage=self.lineage,
-                    )
-                replacements: list[tuple[str, str]] = []
-                known = 0
-                # Content the catalog already had (or an earlier blob of this row adds): stored once.
-                seen = (
-                    set(
-                        conn.execute(
-                            sa.select(StoredObject.sha256).where(
-                                StoredObject.sha256.in_({item.blob.sha256 for item in stored})
-                            )
-                        ).scalars()
-                    )
-                    if stored
-                    else set()
-                )
-                for item in stored:
-                    known += item.blob.sha256 in seen
-                    seen.add(item.blob.sha256)
-                    object_id = upsert_object(
-                        conn,
-                        item.blob,
-                        item.info,
-                        self.store.provider,
-                        store=self.store,
-                        lineage=self.lineage,
-                    )
-                    upsert_reference(
-                        conn,
-                        object_id=object_id,
-                        owner_id=validate_owner_id(row.owner),
-                        origin="migration",
-                        **source.identity,
-                        source_pk=pk_text,
-                        json_path=item.path,
-                        lineage=self.lineage,
-                    )
-                    replacements.append(
-                        (item.path, make_reference(source.reference, item.blob.key, object_id))
-                    )
-                if stored:
-                    # A value quarantined earlier and since fixed by the app is no longer in quarantine.
-                    conn.execute(
-                        sa.delete(QuarantineRecord).where(
-                            *quarantine_of(source),
-                            QuarantineRecord.source_pk == pk_text,
-                            QuarantineRecord.json_path.in_([item.path for item in stored]),
-                        )
-                    )
-                for item in refused:
-                    record_quarantine(
-                        conn,
-                        **source.identity,
-                        source_pk=pk_text,
-                        json_path=item.path,
-                        reason_code=item.code,
-                        reason=item.reason,
-                        sha256=item.sha256,
-                        size_bytes=item.size,
-                        lineage=self.lineage,
-                    )
-                if replacements:
-                    whole = streamed.rebuild(replacements) if streamed is not None else None
-                    if streamed is not None and whole is None:
-                        # A streamed JSON row whose other bytes were not kept: splice on the server.
-                        spans = streamed.spans
-                        edits = sorted((spans[path], reference) for path, reference in replacements)
-                        params: dict[str, Any] = {
-                            f"r{i}": json.dumps(reference, ensure_ascii=False).encode("utf-8")
-                            for i, (_span, reference) in enumerate(edits)
-                        }
-                        statement = splice_sql(source, [span for span, _reference in edits])
-                    else:
-                        if whole is not None:
-                            new_value = whole
-                        elif doc is None:
-                            new_value = replacements[0][1]
-                        else:
-                            for path, reference in replacements:
-                                set_json_path(doc, path, reference)
-                            new_value = dump_document(doc)
-                        cast = "CAST(:v AS jsonb)" if source.format == "jsonb" else ":v"
-                        statement = (
-                            f'UPDATE {source.qualified_table} SET "{source.column}" = {cast} '
-                            f'WHERE "{source.primary_key}" = :pk AND xmin::text = :xmin'
-                        )
-                        params = {"v": new_value}
-                    result = conn.execute(sa.text(statement), {**params, "pk": row.pk, "xmin": row.xmin})
-                    if result.rowcount != 1:
-                        raise _RowChanged
-                    self._event("row_updated")
-        except _RowChanged:
-            self.stats.rows_changed_concurrently += 1
-            return
-        except ObjectVanished:
-            self._vanished.append(row.pk)
-            return
-        self._event("row_committed")
-        stats = self.stats
-        if stored:
-            stats.rows_rewritten += 1
-        stats.duplicates_stored_once += known
+        for item in unowned:
+            upsert_object(
+                conn, item.blob, item.info, self.store.provider, store=self.store, lineage=self.lineage
+            )
+        replacements: list[tuple[str, str]] = []
+        known = 0
+        added: set[str] = set()  # content this row adds to the catalog (kept only if the row commits)
         for item in stored:
-            stats.blobs_moved += 1
-            stats.bytes_moved += item.blob.size
-            stats.encoded_bytes_moved += item.encoded_length
-            stats.objects_uploaded += int(item.blob.uploaded)
+            # Content the catalog already had (or an earlier blob of this group adds): stored once.
+            known += item.blob.sha256 in seen or item.blob.sha256 in added
+            added.add(item.blob.sha256)
+            object_id = upsert_object(
+                conn, item.blob, item.info, self.store.provider, store=self.store, lineage=self.lineage
+            )
+            upsert_reference(
+                conn,
+                object_id=object_id,
+                owner_id=validate_owner_id(row.owner),
+                origin="migration",
+                **source.identity,
+                source_pk=pk_text,
+                json_path=item.path,
+                lineage=self.lineage,
+            )
+            replacements.append((item.path, make_reference(source.reference, item.blob.key, object_id)))
+        fixed = [item.path for item in stored if (pk_text, item.path) in quarantined]
+        if fixed:
+            # A value quarantined earlier and since fixed by the app is no longer in quarantine.
+            conn.execute(
+                sa.delete(QuarantineRecord).where(
+                    *quarantine_of(source),
+                    QuarantineRecord.source_pk == pk_text,
+                    QuarantineRecord.json_path.in_(fixed),
+                )
+            )
         for item in refused:
-            stats.quarantined += 1
-            stats.quarantine_reasons[item.code] += 1
+            record_quarantine(
+                conn,
+                **source.identity,
+                source_pk=pk_text,
+                json_path=item.path,
+                reason_code=item.code,
+                reason=item.reason,
+                sha256=item.sha256,
+                size_bytes=item.size,
+                lineage=self.lineage,
+            )
+        if replacements:
+            whole = streamed.rebuild(replacements) if streamed is not None else None
+            if streamed is not None and whole is None:
+                # A streamed JSON row whose other bytes were not kept: splice on the server.
+                spans = streamed.spans
+                edits = sorted((spans[path], reference) for path, reference in replacements)
+                params: dict[str, Any] = {
+                    f"r{i}": json.dumps(reference, ensure_ascii=False).encode("utf-8")
+                    for i, (_span, reference) in enumerate(edits)
+                }
+                statement = splice_sql(source, [span for span, _reference in edits])
+            else:
+                if whole is not None:
+                    new_value = whole
+                elif doc is None:
+                    new_value = replacements[0][1]
+                else:
+                    for path, reference in replacements:
+                        set_json_path(doc, path, reference)
+                    new_value = dump_document(doc)
+                cast = "CAST(:v AS jsonb)" if source.format == "jsonb" else ":v"
+                statement = (
+                    f'UPDATE {source.qualified_table} SET "{source.column}" = {cast} '
+                    f'WHERE "{source.primary_key}" = :pk AND xmin::text = :xmin'
+                )
+                params = {"v": new_value}
+            result = conn.execute(sa.text(statement), {**params, "pk": row.pk, "xmin": row.xmin})
+            if result.rowcount != 1:
+                raise _RowChanged
+            self._event("row_updated")
+        seen.update(added)
+        return self._stats_of(stored, refused, known)
 
 
 def migrate_source(

@@ -43,6 +43,10 @@ class ObjectInfo:
     sha256: str | None
     content_type: str | None
     last_modified: datetime
+    #: Set by a write whose response proved the server holds exactly these bytes (S3: the PutObject
+    #: ETag equals the MD5 of what was sent, or the server returned the SHA-256 we computed), so no
+    #: confirming HEAD is needed. False means "not proven by the write": confirm with a HEAD.
+    confirmed: bool = False
 
 
 def sha256_hex(data: bytes) -> str:

@@ -100,11 +100,15 @@ class StoreStats:
     resumed_reads: int = 0
     gave_up: int = 0
     faults: dict[str, int] = field(default_factory=dict)
+    #: requests by action ("put", "head", "get", "list", "delete"), e.g. requests per blob of a migration
+    by_action: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def request(self) -> None:
+    def request(self, action: str = "") -> None:
         with self._lock:
             self.requests += 1
+            if action:
+                self.by_action[action] = self.by_action.get(action, 0) + 1
 
     def fault(self, kind: str, *, retrying: bool, resumed: bool = False) -> None:
         with self._lock:
@@ -211,7 +215,7 @@ class StoreRetry:
         """`fn` until it succeeds, a non-transient error, or the budget runs out (then StoreUnavailable)."""
         started = self.clock()
         for attempt in range(self.policy.attempts):
-            self.stats.request()
+            self.stats.request(what.split(" ", 1)[0])
             try:
                 return fn()
             except Exception as exc:

@@ -120,6 +120,22 @@ def _map_error(exc: BaseException, action: str, key: str) -> ObjectStoreError:
     return ObjectStoreError(f"{action} {key!r} failed: {type(exc).__name__}")
 
 
+def put_confirms(response: Any, data: bytes, checksum_sha256: str) -> bool:
+    """Whether a single-part PutObject's response proves the server stored exactly `data`.
+
+    Either the server echoes the SHA-256 it checked (`ChecksumSHA256`, AWS S3 and others that support
+    additional checksums), or its ETag is the MD5 of `data` (S3, R2, B2, MinIO and moto for single-part
+    uploads without SSE-KMS). Anything else (an ETag that is not the MD5, e.g. SSE-KMS) proves nothing:
+    the caller confirms with a HEAD instead."""
+    if not isinstance(response, dict):
+        return False
+    echoed = response.get("ChecksumSHA256")
+    if echoed:
+        return bool(echoed == checksum_sha256)
+    etag = str(response.get("ETag") or "").strip('"').lower()
+    return bool(etag) and etag == hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
 def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -286,7 +302,8 @@ class S3ObjectStore(ObjectStore):
         actual = digest.hex()
         if actual != sha256.lower():
             raise ChecksumMismatch(f"refusing to store {key!r}: data hashes to {actual}, not {sha256}")
-        self._run(
+        checksum = base64.b64encode(digest).decode("ascii")
+        response = self._run(
             "put",
             key,
             lambda: self.client.put_object(
@@ -295,11 +312,13 @@ class S3ObjectStore(ObjectStore):
                 Body=data,
                 ContentType=content_type,
                 Metadata={"sha256": actual},
-                ChecksumSHA256=base64.b64encode(digest).decode("ascii"),
+                ChecksumSHA256=checksum,
             ),
         )
         # PutObject does not return LastModified; the client clock is close enough and saves a HEAD.
-        return ObjectInfo(key, len(data), actual, content_type, datetime.now(UTC))
+        return ObjectInfo(
+            key, len(data), actual, content_type, datetime.now(UTC), put_confirms(response, data, checksum)
+        )
 
     def put_file(self, key: str, path: Path, *, sha256: str, content_type: str) -> ObjectInfo:
         """Hash the file first (refusing a mismatch before any upload), then stream it up.

@@ -4,6 +4,8 @@ For a configurable share of requests (`rate`, changeable while running) it injec
 RNG: a 503 SlowDown, a 500 InternalError, a reset mid-request (connection dropped after the request head),
 a reset mid-response (part of the real response delivered, then dropped) or a stall (the response delayed
 by `stall_seconds`, longer than the client's read timeout in the tests). `counts` says what was injected.
+With `latency` (seconds, default 0) every request is also held that long before it is forwarded: a store
+20-80 ms away (R2, B2, S3 in another region), as the benchmarks use it (`benchmarks/remote_small.py`).
 
 It speaks just enough HTTP/1.1 for boto3: requests framed by Content-Length or chunked encoding, `Expect:
 100-continue` answered by the proxy, and one upstream connection per request (closed by the server).
@@ -74,12 +76,14 @@ class FaultProxy:
         *,
         rate: float = 0.3,
         seed: int = 17,
+        latency: float = 0.0,
         stall_seconds: float = 1.5,
         mix: dict[str, int] | None = None,
     ) -> None:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", int(parts.port or 80))
         self.rate = rate
+        self.latency = latency
         self.stall_seconds = stall_seconds
         self.mix = dict(mix or DEFAULT_MIX)
         self.counts: Counter[str] = Counter()
@@ -94,6 +98,7 @@ class FaultProxy:
         class Server(socketserver.ThreadingTCPServer):
             daemon_threads = True
             allow_reuse_address = True
+            request_queue_size = 256  # many concurrent clients connect at once (benchmarks)
 
         self._server = Server(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -143,6 +148,8 @@ class FaultProxy:
                 if headers.get(b"expect", b"").lower() == b"100-continue":
                     client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                 body = self._read_body(client, buffer, headers)
+                if self.latency > 0:
+                    time.sleep(self.latency)  # one round trip to a distant store, per request
                 if fault in ("slowdown_503", "internal_500"):
                     status = b"503 Slow Down" if fault == "slowdown_503" else b"500 Internal Server Error"
                     payload = _SLOWDOWN if fault == "slowdown_503" else _INTERNAL
