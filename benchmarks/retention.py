@@ -312,7 +312,18 @@ def profile_statements() -> None:
 
     plain = SweepContext.exec
 
+    explained: set[str] = set()
+
     def timed(self: SweepContext, sql: str, **params: object) -> sa.CursorResult:
+        head = re.sub(r"\s+", " ", sql).strip()[:60]
+        if sql.lstrip().startswith("WITH") and head not in explained:
+            # The first run of each statement is also explained, in a savepoint rolled back after.
+            explained.add(head)
+            with contextlib.suppress(Exception):
+                nested = self.conn.begin_nested()
+                plan = plain(self, "EXPLAIN (ANALYZE, BUFFERS) " + sql, **params).scalars().all()
+                nested.rollback()
+                print(f"  EXPLAIN (ANALYZE, BUFFERS) {head} ...\n    " + "\n    ".join(plan))
         started = time.perf_counter()
         try:
             return plain(self, sql, **params)

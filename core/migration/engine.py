@@ -397,6 +397,7 @@ class SourceMigrator:
         self._held: list[tuple[Any, Any, str, str]] = []
         self.declared_column = self.settings.declared_type_column(source.name)
         self._pk_type = "text"  # the primary key's SQL type, set by run()
+        self._lookups: sa.Engine | None = None  # pool for the storage threads' catalog lookups (run())
 
     def _event(self, name: str) -> None:
         self.on_event(name)
@@ -417,8 +418,10 @@ class SourceMigrator:
         return outcome
 
     def _catalog_knows(self, sha256: str) -> bool:
-        """The catalog holds this content as verified (so its bytes need not be sent or checked again)."""
-        with self.engine.connect() as conn:
+        """The catalog holds this content as verified (so its bytes need not be sent or checked again).
+        Asked from the storage threads, on a pool of their own (no pre-ping, no waiting for the main
+        pool), so the lookup costs one local round trip beside the remote request it saves."""
+        with (self._lookups or self.engine).connect() as conn:
             return (
                 conn.execute(
                     sa.select(StoredObject.id).where(
@@ -451,6 +454,22 @@ class SourceMigrator:
                 )
         self.stats.resumed_from_pk = last_pk
         self._budget = _ByteBudget(self.settings.in_flight_bytes)
+        self._lookups = sa.create_engine(
+            self.engine.url, pool_size=min(8, self.settings.workers), max_overflow=0, pool_pre_ping=False
+        )
+        try:
+            self._run_passes(pk_type, last_pk, rows_scanned)
+        finally:
+            self._lookups.dispose()
+            self._lookups = None
+        # A complete pass: the next run starts again from the top (hybrid mode picks up new base64 rows).
+        reset_progress(self.engine, self.source.name)
+        self.stats.elapsed_seconds = time.monotonic() - started
+        if self.progress is not None:
+            self.progress.finish()
+        return self.stats
+
+    def _run_passes(self, pk_type: str, last_pk: str | None, rows_scanned: int) -> None:
         with ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="migrate") as pool:
             batches = iter_batches(
                 self.engine,
@@ -492,12 +511,6 @@ class SourceMigrator:
                 self._run_batch(pool, retry)
             if self._vanished:
                 raise ObjectVanished(f"{self.source.name}: objects of rows {self._vanished} keep vanishing")
-        # A complete pass: the next run starts again from the top (hybrid mode picks up new base64 rows).
-        reset_progress(self.engine, self.source.name)
-        self.stats.elapsed_seconds = time.monotonic() - started
-        if self.progress is not None:
-            self.progress.finish()
-        return self.stats
 
     def _stored_bytes(self, pk_type: str, batch: list[SourceRow]) -> int:
         """The batch's stored column bytes, for progress only (one indexed query, nothing detoasted)."""
