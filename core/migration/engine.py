@@ -398,6 +398,7 @@ class SourceMigrator:
         self.declared_column = self.settings.declared_type_column(source.name)
         self._pk_type = "text"  # the primary key's SQL type, set by run()
         self._lookups: sa.Engine | None = None  # pool for the storage threads' catalog lookups (run())
+        self._committed_count = 0  # planned rows taken off the queue (committed or left) so far
 
     def _event(self, name: str) -> None:
         self.on_event(name)
@@ -481,18 +482,29 @@ class SourceMigrator:
                 declared_mime_column=self.declared_column,
                 stream_above=self.settings.stream_above_bytes,
             )
+            # One batch stays in flight while the next is read and planned (no idle workers between
+            # batches); a batch's progress is saved once every row of it has committed.
+            planned: list[_Planned] = []
+            #: (rows planned up to the batch's end, its last pk, rows scanned): saved once all are committed
+            marks: list[tuple[int, str, int]] = []
             while (batch := next(batches, None)) is not None:
                 batch_last_pk, batch_rows = str(batch[-1].pk), len(batch)
                 batch_bytes = self._stored_bytes(pk_type, batch)
-                self._run_batch(pool, batch)  # empties `batch`, so its text is freed as rows complete
+                before = len(planned)
+                self._plan_batch(pool, batch, planned)  # empties `batch`, freeing its text as rows go
                 del batch
                 rows_scanned += batch_rows
                 self.stats.rows_scanned += batch_rows
-                with self.engine.begin() as conn:
-                    _save_progress(conn, self.source.name, batch_last_pk, rows_scanned, self.run_id)
-                self._event("batch_done")
+                marks.append((self._committed_count + len(planned), batch_last_pk, rows_scanned))
+                # Wait for the previous batch's rows; this one's carry on while the next is read.
+                self._commit_planned(planned, wait=True, keep=len(planned) - before)
+                self._restore_references()
+                self._save_marks(marks)
                 if self.progress is not None:
                     self.progress.advance(batch_rows, batch_bytes)
+            self._commit_planned(planned, wait=True)
+            self._restore_references()
+            self._save_marks(marks)
             # Rows whose object retention purged between its verification and the commit: again, now
             # that their objects are known to be gone (store_verified uploads them anew).
             for _round in range(3):
@@ -563,6 +575,12 @@ class SourceMigrator:
 
     def _run_batch(self, pool: ThreadPoolExecutor, batch: list[SourceRow]) -> None:
         planned: list[_Planned] = []
+        self._plan_batch(pool, batch, planned)
+        self._commit_planned(planned, wait=True)
+        self._restore_references()
+
+    def _plan_batch(self, pool: ThreadPoolExecutor, batch: list[SourceRow], planned: list[_Planned]) -> None:
+        """Hand a batch's blobs to the workers, row by row, committing finished rows on the way."""
         json_source = self.source.format in ("json_text", "jsonb")
         for row in batch:
             # Rows whose blobs are done commit while the workers carry on with the rows planned after.
@@ -605,8 +623,6 @@ class SourceMigrator:
             planned.append((replace(row, value=None), doc, futures, refused, None, False))
         batch.clear()
         row = doc = candidates = candidate = None  # type: ignore[assignment]  # drop the last row's text
-        self._commit_planned(planned, wait=True)
-        self._restore_references()
 
     def _restore_references(self) -> None:
         """Every reference a row already holds has its catalog reference, of exactly this place.
@@ -665,13 +681,25 @@ class SourceMigrator:
                 )
                 self.stats.references_restored += 1
 
-    def _commit_planned(self, planned: list[_Planned], *, wait: bool) -> None:
+    def _save_marks(self, marks: list[tuple[int, str, int]]) -> None:
+        """Save the progress of the batches whose rows have all committed."""
+        done = [mark for mark in marks if mark[0] <= self._committed_count]
+        if not done:
+            return
+        del marks[: len(done)]
+        _count, last_pk, rows_scanned = done[-1]
+        with self.engine.begin() as conn:
+            _save_progress(conn, self.source.name, last_pk, rows_scanned, self.run_id)
+        for _mark in done:
+            self._event("batch_done")
+
+    def _commit_planned(self, planned: list[_Planned], *, wait: bool, keep: int = 0) -> None:
         """Commit planned rows in order, a group of rows per transaction (a savepoint per row).
 
         With `wait`, all of them: each group is the rows at the front whose blobs are done, so workers
         carry on with later rows while a group commits. Without, only a group of at least
         COMMIT_GROUP_ROWS finished rows (called between planning rows: no tiny transactions)."""
-        while planned:
+        while len(planned) > keep:
             ready = 0
             for entry in planned:
                 if not all(f.done() for f in entry[2]):
@@ -679,6 +707,8 @@ class SourceMigrator:
                 ready += 1
             if not wait and ready < COMMIT_GROUP_ROWS:
                 return
+            if wait:
+                ready = min(ready, len(planned) - keep)
             if ready == 0:
                 for future in planned[0][2]:
                     future.exception()  # block until the front row's blobs are done
@@ -686,6 +716,7 @@ class SourceMigrator:
             group: list[tuple[SourceRow, Any, list[_Stored], list[_Refused], _StreamedDoc | None]] = []
             for _ in range(ready):
                 row, doc, futures, refused, streamed, changed = planned.pop(0)
+                self._committed_count += 1
                 outcomes = [f.result() for f in futures]  # a storage failure after retries ends the run
                 for outcome in outcomes:
                     if isinstance(outcome, _AlreadyMigrated):
