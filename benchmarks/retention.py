@@ -263,7 +263,7 @@ def bench_store(kind: str, engine: sa.Engine, args: argparse.Namespace) -> tuple
                 engine,
                 store,
                 load_sources_config(),
-                parse_retention_config({}),
+                parse_retention_config({"storage_delete_workers": args.delete_workers}),
                 run_id=f"bench-{kind}",
                 now=datetime.now(UTC),
                 dry_run=False,
@@ -352,6 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objects", type=int, default=1_000_000)
     parser.add_argument("--eligible", type=int, default=100_000)
     parser.add_argument("--sample", type=int, default=2_000, help="baseline rows actually processed")
+    parser.add_argument(
+        "--delete-workers",
+        type=int,
+        default=1,
+        help="retention.yaml storage_delete_workers (batches of 1,000 keys deleted in parallel)",
+    )
     parser.add_argument(
         "--profile", action="store_true", help="print the sweep's slowest statements (time, calls)"
     )
