@@ -84,3 +84,34 @@ def test_the_latency_proxy_holds_every_request_for_its_latency(s3_endpoint: str,
             client.put_object(Bucket=s3_bucket, Key=f"slow/{i}", Body=b"x")
         assert time.perf_counter() - started >= 0.6
         assert proxy.counts["requests"] == 3 and proxy.injected == 0
+
+
+def test_rows_committed_together_each_keep_their_own_row_version_guard(
+    database_url: str, s3_endpoint: str, s3_bucket: str
+) -> None:
+    _avatars(database_url, [png(i, size=20) for i in range(6)])
+    upgrade_catalog(database_url)
+    engine = get_engine(database_url)
+    store = S3ObjectStore(s3_client(s3_endpoint), s3_bucket)
+    app_value = base64.b64encode(png(99, size=20)).decode()
+    changed: list[bool] = []
+
+    def app_writes(event: str) -> None:  # the app rewrites row 3 while its blob is being stored
+        if event == "object_stored" and not changed:
+            changed.append(True)
+            with engine.begin() as conn:
+                conn.execute(sa.text("UPDATE avatars SET photo = :p WHERE id = 3"), {"p": app_value})
+
+    stats = migrate_source(
+        engine, store, SOURCE, settings=MigrationSettings(batch_rows=8, workers=2), on_event=app_writes
+    )
+    assert stats.rows_changed_concurrently == 1 and stats.rows_rewritten == 5
+    with engine.connect() as conn:
+        photos = dict(conn.execute(sa.text("SELECT id, photo FROM avatars")).all())
+        refs = conn.execute(
+            sa.text("SELECT count(*) FROM media_catalog.object_references WHERE source_name = 'avatars'")
+        ).scalar_one()
+    assert photos[3] == app_value and refs == 5
+    assert all(photos[i].startswith("originals/") for i in (1, 2, 4, 5, 6))
+    again = migrate_source(engine, store, SOURCE)
+    assert again.rows_rewritten == 1 and again.rows_changed_concurrently == 0
