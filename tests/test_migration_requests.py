@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from pathlib import Path
 
 import boto3
 import sqlalchemy as sa
 
 from core.catalog.db import get_engine, upgrade_catalog
 from core.migration.engine import MigrationSettings, migrate_source
+from core.objectstore.local import LocalObjectStore
 from core.objectstore.s3 import S3ObjectStore, put_confirms
 from core.sources import BlobSource
 from tests.support.faults import fault_proxy
@@ -115,3 +117,22 @@ def test_rows_committed_together_each_keep_their_own_row_version_guard(
     assert all(photos[i].startswith("originals/") for i in (1, 2, 4, 5, 6))
     again = migrate_source(engine, store, SOURCE)
     assert again.rows_rewritten == 1 and again.rows_changed_concurrently == 0
+
+
+def test_rows_committed_while_the_next_batch_is_planned_leave_nothing_behind(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Batches overlap (one in flight while the next is planned); rows finishing meanwhile commit in
+    groups. Every row of every batch is rewritten, and the pass's progress is cleared at the end."""
+    contents = [png(i, size=12) for i in range(150)]
+    _avatars(database_url, contents)
+    upgrade_catalog(database_url)
+    engine = get_engine(database_url)
+    store = LocalObjectStore(tmp_path / "objects", signing_secret="s")
+    stats = migrate_source(engine, store, SOURCE, settings=MigrationSettings(batch_rows=40, workers=4))
+    assert stats.rows_rewritten == 150 and stats.rows_scanned == 150
+    with engine.connect() as conn:
+        left = conn.execute(sa.text("SELECT count(*) FROM avatars WHERE photo NOT LIKE 'originals/%'"))
+        assert left.scalar_one() == 0
+        progress = conn.execute(sa.text("SELECT count(*) FROM media_catalog.migration_progress"))
+        assert progress.scalar_one() == 0

@@ -490,14 +490,16 @@ class SourceMigrator:
             while (batch := next(batches, None)) is not None:
                 batch_last_pk, batch_rows = str(batch[-1].pk), len(batch)
                 batch_bytes = self._stored_bytes(pk_type, batch)
-                before = len(planned)
+                before = self._committed_count + len(planned)  # rows planned so far, in all
                 self._plan_batch(pool, batch, planned)  # empties `batch`, freeing its text as rows go
                 del batch
                 rows_scanned += batch_rows
                 self.stats.rows_scanned += batch_rows
                 marks.append((self._committed_count + len(planned), batch_last_pk, rows_scanned))
                 # Wait for the previous batch's rows; this one's carry on while the next is read.
-                self._commit_planned(planned, wait=True, keep=len(planned) - before)
+                # (rows committed while it was planned are already off the queue)
+                this_batch = self._committed_count + len(planned) - before
+                self._commit_planned(planned, wait=True, keep=min(len(planned), this_batch))
                 self._restore_references()
                 self._save_marks(marks)
                 if self.progress is not None:
@@ -699,6 +701,7 @@ class SourceMigrator:
         With `wait`, all of them: each group is the rows at the front whose blobs are done, so workers
         carry on with later rows while a group commits. Without, only a group of at least
         COMMIT_GROUP_ROWS finished rows (called between planning rows: no tiny transactions)."""
+        keep = max(0, keep)
         while len(planned) > keep:
             ready = 0
             for entry in planned:
