@@ -51,8 +51,8 @@ if TYPE_CHECKING:  # pandas loads only where a report is computed, not in every 
 GROUP = "usage"
 
 USAGE_SNAPSHOT_KEY = AssetKey(["usage", "usage_snapshot"])
-DAILY_COST_REPORT_KEY = AssetKey(["usage", "daily_cost_report"])
-MONTHLY_COST_REPORT_KEY = AssetKey(["usage", "monthly_cost_report"])
+DAILY_COST_REPORT_KEY = AssetKey(["usage", "daily_costs"])
+MONTHLY_COST_REPORT_KEY = AssetKey(["usage", "monthly_costs"])
 
 #: Check names (module constants so sensors, tests and the UI agree on them).
 OWNER_QUOTA_CHECK = "owners_within_quota"

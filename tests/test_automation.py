@@ -88,11 +88,11 @@ def test_the_chain_fires_in_lineage_order_and_only_when_upstreams_changed(platfo
         assert evaluate(NIGHT + dt.timedelta(minutes=4)) == {
             "backups/kept_set:backup_bytes_verified": {None},
             "backups/kept_set:restore_drill": {None},
-            "usage/daily_cost_report": {DAY},
-            "usage/monthly_cost_report": {MONTH},
+            "usage/daily_costs": {DAY},
+            "usage/monthly_costs": {MONTH},
         }
-        materialized(instance, "usage/daily_cost_report", DAY)
-        materialized(instance, "usage/monthly_cost_report", MONTH)
+        materialized(instance, "usage/daily_costs", DAY)
+        materialized(instance, "usage/monthly_costs", MONTH)
         assert evaluate(NIGHT + dt.timedelta(minutes=5)) == {}  # nothing upstream changed: nothing fires
 
 

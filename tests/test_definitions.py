@@ -34,6 +34,19 @@ def test_definitions_load_and_list_the_source_assets(platform_env: dict[str, str
     assert AssetKey(["object_store", "uploads"]) in keys
 
 
+
+# The asset graph's zoomed-out nodes show an asset's last key segment and cut it past 18 characters
+# ("migrati…_inventory"); every name must stay readable there.
+GRAPH_NAME_LIMIT = 18
+
+
+def test_every_asset_name_fits_the_graph_node_uncut(platform_env: dict[str, str]) -> None:
+    from orchestration.definitions import build_definitions
+
+    keys = build_definitions().resolve_asset_graph().get_all_asset_keys()
+    too_long = sorted(key.to_user_string() for key in keys if len(key.path[-1]) > GRAPH_NAME_LIMIT)
+    assert too_long == []
+
 OTHER_SOURCES = """
 schema: app
 owners: {table: accounts, primary_key: id, last_active_column: seen_at}

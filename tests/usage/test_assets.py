@@ -132,7 +132,7 @@ def test_budget_check_is_quiet_within_budget_and_the_report_is_published(
         conn.execute(sa.text("INSERT INTO public.files (id, user_id, data) VALUES (1, 1, repeat('A', 4000))"))
     out = _run([usage_snapshot, daily_cost_report], DAY, resources)
     assert out["checks"][BUDGET_CHECK].passed
-    meta = out["metadata"]["usage/daily_cost_report"]
+    meta = out["metadata"]["usage/daily_costs"]
     assert meta["now_monthly_usd"].value == pytest.approx(190 * 0.015 + 4000 / GB * 0.15, abs=0.005)
     assert meta["chart"].value.startswith("![cost chart](data:image/png;base64,")
 
@@ -178,7 +178,7 @@ def test_monthly_report_averages_the_months_daily_snapshots(engine: sa.Engine, r
     _run([usage_snapshot], "2026-03-07", resources)
     _run([usage_snapshot], "2026-03-09", resources)
     out = _run([monthly_cost_report], "2026-03-01", resources)
-    meta = out["metadata"]["usage/monthly_cost_report"]
+    meta = out["metadata"]["usage/monthly_costs"]
     assert meta["snapshots_averaged"].value == 4
     assert meta["days_in_period"].value == 31
     # GB-months: the average of the four days, not the last day's 300 GB
