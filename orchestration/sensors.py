@@ -120,9 +120,16 @@ def tick_summary(found: Discovery, requests: list[RunRequest]) -> str:
     )
 
 
+#: Seconds between the upload sensor's ticks: part of every fresh upload's wait for its thumbnails (a
+#: tick lists only the recent day prefixes, so it is cheap to run often).
+UPLOAD_SENSOR_INTERVAL = 5
+#: Seconds between automation evaluations: part of the wait for the full-size WebP/AVIF of an upload.
+AUTOMATION_INTERVAL = 10
+
+
 @sensor(
     job=process_uploads_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=UPLOAD_SENSOR_INTERVAL,
     default_status=DefaultSensorStatus.STOPPED,
     description="Registers new uploads (date-prefixed listing with a cursor) and requests batch runs.",
 )
@@ -150,7 +157,7 @@ media_automation = AutomationConditionSensorDefinition(
     "media_automation",
     target=AssetSelection.all(),
     default_status=DefaultSensorStatus.STOPPED,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=AUTOMATION_INTERVAL,
     description="Runs what the graph says is due: variants after migrations and uploads, the day's backups "
     "once their upstreams are done, usage and cost reports after backups and retention.",
 )

@@ -330,3 +330,16 @@ def test_a_stale_batch_waits_for_its_run_and_gets_a_new_key_once_its_runs_ended(
         run_requested(engine, store, SensorResult(run_requests=[again]))
         with engine.connect() as conn:
             assert set(conn.execute(sa.select(Upload.status)).scalars()) == {"processed"}
+
+
+def test_a_fresh_upload_waits_seconds_not_a_half_minute_for_its_run() -> None:
+    """Latency levers (benchmarks/fresh_uploads.py): the upload sensor ticks every few seconds, the
+    automation sensor (which requests the full-size WebP/AVIF) within 10 s, and an upload run executes
+    its one step in the run worker's process instead of starting another one."""
+    from dagster import in_process_executor
+
+    from orchestration.definitions import defs
+
+    assert defs.get_sensor_def("upload_sensor").minimum_interval_seconds <= 5
+    assert defs.get_sensor_def("media_automation").minimum_interval_seconds <= 10
+    assert defs.resolve_job_def("process_uploads_job").executor_def is in_process_executor
