@@ -205,7 +205,7 @@ def timeline(engine, instance, uploads: dict[int, dt.datetime], label: str) -> N
         stages[names[0]].append(created - put_at.timestamp())
         stages[names[1]].append(started - created)
         stages[names[2]].append(thumbs.timestamp() - started)
-        if full is None:
+        if full is None or full.timestamp() - thumbs.timestamp() < 1.0:  # none, or rendered inline
             continue
         # the automation run that recorded the full set (created after the thumbnails, ended after it)
         run = next(
