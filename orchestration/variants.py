@@ -14,9 +14,10 @@ process_uploads_job = define_asset_job(
     PROCESS_UPLOADS_JOB,
     selection=[PROCESSED_UPLOADS_KEY],
     partitions_def=UPLOAD_DAYS,
-    # One step per run: the multiprocess executor would start a second process for it (seconds of
-    # imports on a busy host) before a fresh upload's thumbnails could begin.
-    executor_def=in_process_executor,
+    # One step per run: on one machine the multiprocess executor would start a second process for it
+    # (seconds of imports on a busy host) before a fresh upload's thumbnails could begin. Under Celery or
+    # Kubernetes the deployment's executor still decides where steps run.
+    executor_def=platform_executor() if distributed() else in_process_executor,
     description="Validate and store one batch of uploads (run config: upload_ids) with their thumbnails.",
 )
 

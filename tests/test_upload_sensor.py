@@ -346,7 +346,7 @@ def test_a_fresh_upload_waits_seconds_not_a_half_minute_for_its_run() -> None:
 
     assert defs.get_sensor_def("upload_sensor").minimum_interval_seconds <= 5
     assert defs.get_sensor_def("media_automation").minimum_interval_seconds <= 10
-    assert defs.resolve_job_def("process_uploads_job").executor_def is in_process_executor
+    assert defs.resolve_job_def("process_uploads_job").executor_def is in_process_executor  # one machine
 
 
 def test_new_uploads_wait_for_a_queued_upload_run_and_then_travel_in_one_batch(env) -> None:
