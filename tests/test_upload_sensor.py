@@ -349,16 +349,20 @@ def test_a_fresh_upload_waits_seconds_not_a_half_minute_for_its_run() -> None:
     assert defs.resolve_job_def("process_uploads_job").executor_def is in_process_executor  # one machine
 
 
-def test_new_uploads_wait_for_a_queued_upload_run_and_then_travel_in_one_batch(env) -> None:
+def test_new_uploads_wait_for_a_queued_upload_run_and_then_travel_in_one_batch(
+    env, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """While an upload run has not started, a tick requests nothing more: the backlog goes in the next
     batch, so a busy host pays one run start-up for it instead of one per tick."""
     from dagster import DagsterRunStatus
 
-    from orchestration.definitions import defs
+    from orchestration.definitions import build_definitions
 
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("MEDIA_PLATFORM_DATA_DIR", str(tmp_path / "data"))
     engine, store, resources = env
     with DagsterInstance.ephemeral() as instance:
-        job = defs.resolve_job_def("process_uploads_job")
+        job = build_definitions().resolve_job_def("process_uploads_job")
         starting = instance.create_run_for_job(job, status=DagsterRunStatus.STARTING)
         keys = [put(store, "fay", f"w{i}", seed=i) for i in range(3)]
         held = tick(resources, None, instance)
