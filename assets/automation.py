@@ -23,12 +23,28 @@ _UPSTREAMS_QUIET = (
 )
 
 
-def after_upstreams(label: str, only: Sequence[AssetKey] = ()) -> AutomationCondition:
+def _upstreams_quiet(running_ok: Sequence[AssetKey]) -> AutomationCondition:
+    if not running_ok:
+        return _UPSTREAMS_QUIET
+    return (
+        ~AutomationCondition.any_deps_in_progress().ignore(AssetSelection.assets(*running_ok))
+        & ~AutomationCondition.any_deps_match(AutomationCondition.will_be_requested())
+        & ~AutomationCondition.in_progress()
+    )
+
+
+def after_upstreams(
+    label: str, only: Sequence[AssetKey] = (), running_ok: Sequence[AssetKey] = ()
+) -> AutomationCondition:
+    """`running_ok`: upstreams whose runs in progress do not hold this asset back (a steady stream of
+    short runs, like upload batches every few seconds, would otherwise keep it waiting indefinitely)."""
     updated = AutomationCondition.any_deps_updated()
     if only:
         updated = updated.allow(AssetSelection.assets(*only))
     return (
-        AutomationCondition.in_latest_time_window() & updated.since_last_handled() & _UPSTREAMS_QUIET
+        AutomationCondition.in_latest_time_window()
+        & updated.since_last_handled()
+        & _upstreams_quiet(running_ok)
     ).with_label(label)
 
 

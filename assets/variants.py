@@ -190,7 +190,12 @@ def summarize_variants(context: OpExecutionContext, postgres: PostgresResource, 
     group_name=GROUP,
     owners=[OWNER],
     kinds={"python", "postgres", "s3"},
-    automation_condition=after_upstreams("after migrations and processed uploads"),
+    # An upload batch in progress does not hold the variants back: uploads arrive as a stream of short
+    # runs, and a variants run renders what has been recorded (the rest is picked up by the next one).
+    automation_condition=after_upstreams(
+        "after migrations and processed uploads (upload runs in progress do not hold it back)",
+        running_ok=[PROCESSED_UPLOADS_KEY],
+    ),
     description=(
         "Thumbnails (150/300/600 px boxes), full-size WebP and AVIF for every image original, per "
         "config/variants.yaml; EXIF orientation applied and EXIF/GPS stripped. Each run renders what is "

@@ -1,7 +1,8 @@
 """Burst of uploads on the embedded default: N objects land in the uploads area at once; sensor ticks
 (the real `upload_sensor`, evaluated back to back) register and batch them; each requested run executes
 `process_uploads_job` in process with the sensor's run config. Reports the upload-to-variants latency
-(object last_modified -> uploads row processed, after its variants are recorded), p50/p95/max.
+(object last_modified -> uploads row processed, after its thumbnails are recorded; the full-size WebP
+/AVIF follow in `image_variants`), p50/p95/max.
 
 The daemon's tick interval (30 s minimum) is not included: add up to one interval in production. Runs
 execute one after another here (one process); a run coordinator with concurrent runs would cut the tail.

@@ -120,9 +120,32 @@ def tick_summary(found: Discovery, requests: list[RunRequest]) -> str:
     )
 
 
+#: Seconds between the upload sensor's ticks: part of every fresh upload's wait for its thumbnails (a
+#: tick lists only the recent day prefixes, so it is cheap to run often).
+UPLOAD_SENSOR_INTERVAL = 5
+#: Seconds between automation evaluations: part of the wait for the full-size WebP/AVIF of an upload.
+AUTOMATION_INTERVAL = 10
+
+
+#: A run in these states has not begun its uploads yet.
+_NOT_YET_RUNNING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING]
+
+
+def upload_run_waiting(instance: DagsterInstance, since: dt.datetime) -> bool:
+    """An upload run requested since `since` has not started yet. While one waits, new uploads stay
+    `confirmed` and travel together in the next tick's batch: one run start-up (a process importing
+    Dagster and the platform, seconds of CPU) for the backlog instead of one per tick. A run stuck in
+    the queue longer than `since` no longer holds the others back."""
+    records = instance.get_run_records(
+        filters=RunsFilter(job_name=process_uploads_job.name, statuses=_NOT_YET_RUNNING, created_after=since),
+        limit=1,
+    )
+    return bool(records)
+
+
 @sensor(
     job=process_uploads_job,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=UPLOAD_SENSOR_INTERVAL,
     default_status=DefaultSensorStatus.STOPPED,
     description="Registers new uploads (date-prefixed listing with a cursor) and requests batch runs.",
 )
@@ -136,8 +159,13 @@ def upload_sensor(
     found = discover_uploads(
         engine, object_store.store(), UploadCursor.from_json(context.cursor), now.date(), limits
     )
-    requests = requests_for(context, engine, queue_batches(engine, limits, now=now), now)
-    summary = tick_summary(found, requests)
+    since = now - dt.timedelta(minutes=limits.requeue_after_minutes)
+    held = upload_run_waiting(context.instance, since)
+    batches = [] if held else queue_batches(engine, limits, now=now)
+    requests = requests_for(context, engine, batches, now)
+    summary = tick_summary(found, requests) + (
+        "; an upload run has not started yet: new uploads wait" if held else ""
+    )
     context.log.info(summary)
     if not requests:
         return SensorResult(skip_reason=summary, cursor=found.cursor.to_json())
@@ -150,7 +178,7 @@ media_automation = AutomationConditionSensorDefinition(
     "media_automation",
     target=AssetSelection.all(),
     default_status=DefaultSensorStatus.STOPPED,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=AUTOMATION_INTERVAL,
     description="Runs what the graph says is due: variants after migrations and uploads, the day's backups "
     "once their upstreams are done, usage and cost reports after backups and retention.",
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, define_asset_job
+from dagster import AssetSelection, define_asset_job, in_process_executor
 
 from assets.uploads import PROCESSED_UPLOADS_KEY, UPLOAD_DAYS
 from assets.variants import IMAGE_VARIANTS_KEY
@@ -14,7 +14,11 @@ process_uploads_job = define_asset_job(
     PROCESS_UPLOADS_JOB,
     selection=[PROCESSED_UPLOADS_KEY],
     partitions_def=UPLOAD_DAYS,
-    description="Validate and store one batch of uploads (run config: upload_ids) with their variants.",
+    # One step per run: on one machine the multiprocess executor would start a second process for it
+    # (seconds of imports on a busy host) before a fresh upload's thumbnails could begin. Under Celery or
+    # Kubernetes the deployment's executor still decides where steps run.
+    executor_def=platform_executor() if distributed() else in_process_executor,
+    description="Validate and store one batch of uploads (run config: upload_ids) with their thumbnails.",
 )
 
 #: Step processes fork from a server that has imported the platform once: a spawned step would spend

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from dagster import SensorResult, build_sensor_context
+from dagster import DagsterInstance, SensorResult, build_sensor_context
 
 from core.catalog.db import get_engine, upgrade_catalog
 from core.catalog.models import Upload
@@ -52,8 +53,11 @@ def put(store: ObjectStore, owner: str, upload_id: str, day: dt.date = TODAY, se
     return key
 
 
-def tick(resources, cursor: str | None) -> SensorResult:
-    with build_sensor_context(cursor=cursor, resources=resources) as context:
+def tick(resources, cursor: str | None, instance: DagsterInstance | None = None) -> SensorResult:
+    with (
+        DagsterInstance.ephemeral() if instance is None else nullcontext(instance) as dagster_instance,
+        build_sensor_context(cursor=cursor, resources=resources, instance=dagster_instance) as context,
+    ):
         result = upload_sensor(context)
     assert isinstance(result, SensorResult)
     return result
@@ -330,3 +334,39 @@ def test_a_stale_batch_waits_for_its_run_and_gets_a_new_key_once_its_runs_ended(
         run_requested(engine, store, SensorResult(run_requests=[again]))
         with engine.connect() as conn:
             assert set(conn.execute(sa.select(Upload.status)).scalars()) == {"processed"}
+
+
+def test_a_fresh_upload_waits_seconds_not_a_half_minute_for_its_run() -> None:
+    """Latency levers (benchmarks/fresh_uploads.py): the upload sensor ticks every few seconds, the
+    automation sensor (which requests the full-size WebP/AVIF) within 10 s, and an upload run executes
+    its one step in the run worker's process instead of starting another one."""
+    from dagster import in_process_executor
+
+    from orchestration.definitions import defs
+
+    assert defs.get_sensor_def("upload_sensor").minimum_interval_seconds <= 5
+    assert defs.get_sensor_def("media_automation").minimum_interval_seconds <= 10
+    assert defs.resolve_job_def("process_uploads_job").executor_def is in_process_executor  # one machine
+
+
+def test_new_uploads_wait_for_a_queued_upload_run_and_then_travel_in_one_batch(
+    env, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While an upload run has not started, a tick requests nothing more: the backlog goes in the next
+    batch, so a busy host pays one run start-up for it instead of one per tick."""
+    from dagster import DagsterRunStatus
+
+    from orchestration.definitions import build_definitions
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("MEDIA_PLATFORM_DATA_DIR", str(tmp_path / "data"))
+    engine, store, resources = env
+    with DagsterInstance.ephemeral() as instance:
+        job = build_definitions().resolve_job_def("process_uploads_job")
+        starting = instance.create_run_for_job(job, status=DagsterRunStatus.STARTING)
+        keys = [put(store, "fay", f"w{i}", seed=i) for i in range(3)]
+        held = tick(resources, None, instance)
+        assert held.run_requests == []
+        instance.report_run_canceled(starting)  # it will not begin: the next tick batches the backlog
+        released = tick(resources, held.cursor, instance)
+        assert len(released.run_requests) == 1 and requested_keys(engine, released) == sorted(keys)
