@@ -72,7 +72,7 @@ from core.lineage import RunLineage
 from core.media_types import MediaInfo, MediaRejected, inspect_media
 from core.objectstore.base import ObjectInfo, ObjectNotFound, ObjectStore, ObjectStoreError, sha256_hex
 from core.objectstore.retry import retry_transient
-from core.variants import Original, VariantStats, process_original
+from core.variants import Original, VariantStats, process_batch, process_original
 
 logger = logging.getLogger(__name__)
 
@@ -395,6 +395,7 @@ class UploadStats:
     variants: VariantStats = field(default_factory=VariantStats)
     latencies: list[float] = field(default_factory=list)  # upload (last_modified) -> thumbnails recorded, s
     seconds: float = 0.0
+    image_originals: list[int] = field(default_factory=list)  # rendered thumbnails first; full set next
 
 
 def validate_upload(data: bytes, limits: UploadLimits) -> MediaInfo:
@@ -604,8 +605,23 @@ def process_uploads(
                     sa.update(Upload).where(Upload.id == row.id).values(status="confirmed", batch_key=None)
                 )
             stats.deferred += 1
+    _render_rest_of_the_set(engine, store, plan, stats, lineage)
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _render_rest_of_the_set(
+    engine: sa.Engine, store: ObjectStore, plan: VariantPlan, stats: UploadStats, lineage: RunLineage
+) -> None:
+    """The batch's full-size WebP and AVIF, in the same run, after every upload's thumbnails are recorded:
+    thumbnails come seconds after an upload, and the full set never waits on another run being
+    triggered (an automation tick that misses the batch must not leave it without its set)."""
+    if not stats.image_originals:
+        return
+    rest = process_batch(store, engine, stats.image_originals, plan, lineage=lineage)
+    rest.images = 0  # the same originals, counted once already by their thumbnails
+    rest.seconds = 0.0
+    stats.variants.merge(rest)
 
 
 def _catalog_upload(
@@ -717,6 +733,7 @@ def _process_one(
         stats.variants.merge(
             process_original(store, engine, original, plan, prerendered=rendered, lineage=lineage)
         )
+        stats.image_originals.append(object_id)
     else:
         stats.documents += 1
     with engine.begin() as conn:

@@ -18,7 +18,10 @@ process_uploads_job = define_asset_job(
     # (seconds of imports on a busy host) before a fresh upload's thumbnails could begin. Under Celery or
     # Kubernetes the deployment's executor still decides where steps run.
     executor_def=platform_executor() if distributed() else in_process_executor,
-    description="Validate and store one batch of uploads (run config: upload_ids) with their thumbnails.",
+    description=(
+        "Validate and store one batch of uploads (run config: upload_ids): thumbnails first, then the "
+        "full set."
+    ),
 )
 
 #: Step processes fork from a server that has imported the platform once: a spawned step would spend

@@ -94,30 +94,26 @@ def test_allowlisted_image_types_become_originals_with_variants(env) -> None:
         "AVIF": "image/avif",
     }
     assert all(by_id[i].status == "processed" for i in ids.values())
-    assert variant_count == 15 and origins == {"upload"}  # the thumbnails; see the next test
+    assert variant_count == 25 and origins == {"upload"}
 
 
-def test_an_upload_run_renders_the_thumbnails_and_the_variants_asset_the_full_size_set(env) -> None:
-    """Thumbnails first: the upload's own run records its three thumbnails (seconds after the upload);
-    the full-size WebP and AVIF, ~95 % of the render cost, are what `image_variants` renders after it."""
-    from core.variants import ids_needing_variants, process_batch
+def test_an_upload_run_records_every_thumbnail_of_its_batch_before_any_full_size_variant(env) -> None:
+    """Thumbnails first: the run records the three thumbnails of every upload in the batch (seconds after
+    the upload), then renders the full-size WebP and AVIF (~95 % of the render cost) in the same run, so
+    the full set never depends on another run being triggered."""
+    from core.variants import ids_needing_variants
 
     engine, store = env
-    upload_id = upload(engine, store, jpeg_bytes(photo(640, 480, seed=3)), "p.jpg")
-    stats = process_uploads(engine, store, PLAN, upload_ids=[upload_id])
-    assert (stats.accepted, stats.variants.variants_ready) == (1, 3)
-
-    def variants() -> dict[str, str]:
-        with engine.connect() as conn:
-            return dict(conn.execute(sa.select(Variant.variant_name, Variant.status)).tuples().all())
-
-    assert variants() == {"thumb_150": "ready", "thumb_300": "ready", "thumb_600": "ready"}
-    object_id = rows(engine)[upload_id].object_id
-    pending = [original for page in ids_needing_variants(engine, PLAN) for original, _ in page]
-    assert pending == [object_id]
-    process_batch(store, engine, pending, PLAN)
-    assert set(variants()) == {spec.name for spec in PLAN.specs}
-    assert set(variants().values()) <= {"ready", "skipped"}
+    ids = [upload(engine, store, jpeg_bytes(photo(640, 480, seed=s)), f"p{s}.jpg") for s in (3, 4)]
+    stats = process_uploads(engine, store, PLAN, upload_ids=ids)
+    assert stats.accepted == 2 and stats.variants.images == 2
+    with engine.connect() as conn:
+        recorded = conn.execute(sa.select(Variant.variant_name, Variant.status, Variant.created_at)).all()
+    thumbnails = [r.created_at for r in recorded if r.variant_name.startswith("thumb_")]
+    full_size = [r.created_at for r in recorded if not r.variant_name.startswith("thumb_")]
+    assert len(thumbnails) == 6 and len(full_size) == 4
+    assert max(thumbnails) <= min(full_size)
+    assert {r.status for r in recorded} <= {"ready", "skipped"}
     assert list(ids_needing_variants(engine, PLAN)) == []
 
 
@@ -247,5 +243,5 @@ def test_processed_uploads_asset_materializes_a_batch_from_run_config(env, datab
     )
     assert result.success
     metadata = result.asset_materializations_for_node("media__processed_uploads")[0].metadata
-    assert (metadata["accepted"].value, metadata["rejected"].value, metadata["variants"].value) == (3, 1, 9)
+    assert (metadata["accepted"].value, metadata["rejected"].value, metadata["variants"].value) == (3, 1, 15)
     assert [e.passed for e in result.get_asset_check_evaluations()] == [True]
