@@ -58,6 +58,8 @@ def k8s_home(tmp_path: Path, postgres_server: PostgresServer) -> dict[str, str]:
         MEDIA_STEP_OUTPUT_BUCKET="media-dagster",
         DAGSTER_COMPUTE_LOG_BUCKET="media-dagster",
         MEDIA_PLATFORM_DATA_DIR=str(tmp_path / "data"),
+        # a production host states every configuration file (calendar start_date included): the tests' copy
+        MEDIA_CONFIG_DIR=os.environ["MEDIA_CONFIG_DIR"],
     )
     yield env
     postgres_server.drop_database(instance_url)
