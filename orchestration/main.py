@@ -37,7 +37,7 @@ class DemoStep:
     partition_keys: Callable[[Definitions], list[str]] = field(default=lambda _defs: [""])
     run_config: dict = field(default_factory=dict)
     #: Small demo runs execute their steps in the run worker (no process per step); a job with its own
-    #: executor configuration (variants_job's forkserver) keeps it.
+    #: executor (variants_job's forkserver, process_uploads_job's in-process one) keeps it.
     in_process: bool = True
 
     def launch_config(self) -> dict:
@@ -78,6 +78,7 @@ STEPS: list[DemoStep] = [
         "Uploads: validate demo uploads, store originals + variants",
         "process_uploads_job",
         demo_uploads_then_today,
+        in_process=False,  # the job's own executor: in process on one machine already
     ),
     DemoStep(
         "Variants for every migrated and uploaded image",
