@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import AfterValidator, Field, model_validator
 
 from core.config import ConfigModel, load_model, validate_model
-from core.media_types import WEB_IMAGE_MIME_TYPES, ImageRules, image_rules
+from core.media_types import WEB_IMAGE_MIME_TYPES, ImageRules, image_rules, refuse_moved_max_pixels
 
 #: Image types this platform can decode (HEIC needs a plugin it does not have).
 DECODABLE_MIME_TYPES = tuple(sorted(WEB_IMAGE_MIME_TYPES))
@@ -105,12 +105,7 @@ class UploadLimits(ConfigModel):
     @model_validator(mode="before")
     @classmethod
     def _max_pixels_has_moved(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "max_pixels" in data:
-            raise ValueError(
-                "max_pixels has moved to images.yaml (max_pixels), the one pixel limit uploads, the "
-                "migration and variants share; remove it here"
-            )
-        return data
+        return refuse_moved_max_pixels(data)
 
 
 @dataclass(frozen=True)

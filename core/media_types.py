@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -54,6 +54,17 @@ class ImageRules(BaseModel):
     #: An animation whose frames x canvas pixels exceed this is a decompression bomb (every frame is
     #: decoded to check it).
     max_animation_pixels: int = Field(default=400_000_000, gt=0)
+
+
+def refuse_moved_max_pixels(data: Any) -> Any:
+    """A `max_pixels` left in migration.yaml or variants.yaml's `uploads:` is refused with where it went:
+    images.yaml holds the one pixel limit, so an old key must not silently stop applying."""
+    if isinstance(data, dict) and "max_pixels" in data:
+        raise ValueError(
+            "max_pixels has moved to images.yaml (max_pixels), the one pixel limit the migration, "
+            "uploads and variants share; remove it here"
+        )
+    return data
 
 
 def load_image_rules() -> ImageRules:

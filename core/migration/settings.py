@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, model_validator
 
 from core.config import ConfigModel, load_model, validate_model
-from core.media_types import DEFAULT_MAX_BYTES
+from core.media_types import DEFAULT_MAX_BYTES, refuse_moved_max_pixels
 
 if TYPE_CHECKING:
     from core.migration.engine import MigrationSettings
@@ -44,12 +44,7 @@ class MigrationConfig(ConfigModel):
     @model_validator(mode="before")
     @classmethod
     def _max_pixels_has_moved(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "max_pixels" in data:
-            raise ValueError(
-                "max_pixels has moved to images.yaml (max_pixels), the one pixel limit the migration, "
-                "uploads and variants share; remove it here"
-            )
-        return data
+        return refuse_moved_max_pixels(data)
 
     @property
     def batch_bytes(self) -> int:
