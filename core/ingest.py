@@ -175,6 +175,112 @@ def upsert_object(
     return int(revived)
 
 
+def _table(model: type) -> str:
+    table = model.__table__  # type: ignore[attr-defined]
+    return f"{table.schema}.{table.name}" if table.schema else table.name
+
+
+def upsert_objects(
+    conn: sa.Connection,
+    items: list[tuple[StoredBlob, MediaInfo]],
+    provider: str,
+    *,
+    lineage: RunLineage = NO_RUN,
+) -> dict[str, int]:
+    """`upsert_object` for many contents in one statement: {sha256: id} of the rows that are `verified`.
+
+    One fixed statement over arrays (`unnest`), so it is compiled and planned once per connection
+    whatever the group's size: a multi-row VALUES list was a new statement for SQLAlchemy and psycopg to
+    build and parse every time, and cost the migration more CPU than its uploads. Content whose row is
+    not `verified` (retention deleted it) is left out of the answer: the caller revives it row by row
+    with `upsert_object`, which re-checks the bytes under the lock."""
+    if not items:
+        return {}
+    rows = conn.execute(
+        sa.text(
+            f"""INSERT INTO {_table(StoredObject)} AS o (sha256, size_bytes, mime_type, kind, width, height,
+                    trailing_bytes, storage_key, provider, status, run_id, asset_key, partition_key)
+                SELECT v.sha256, v.size_bytes, v.mime_type, v.kind, v.width, v.height, v.trailing_bytes,
+                       v.storage_key, :provider, 'verified', :run_id, :asset_key, :partition_key
+                FROM unnest(CAST(:sha256 AS text[]), CAST(:size_bytes AS bigint[]),
+                            CAST(:mime_type AS text[]), CAST(:kind AS text[]), CAST(:width AS integer[]),
+                            CAST(:height AS integer[]), CAST(:trailing_bytes AS bigint[]),
+                            CAST(:storage_key AS text[]))
+                     AS v(sha256, size_bytes, mime_type, kind, width, height, trailing_bytes, storage_key)
+                ON CONFLICT (sha256) DO UPDATE SET storage_key = EXCLUDED.storage_key
+                    WHERE o.status = 'verified'
+                RETURNING o.sha256, o.id"""
+        ),
+        {
+            "sha256": [blob.sha256 for blob, _info in items],
+            "size_bytes": [blob.size for blob, _info in items],
+            "mime_type": [info.mime_type for _blob, info in items],
+            "kind": [info.kind for _blob, info in items],
+            "width": [info.width for _blob, info in items],
+            "height": [info.height for _blob, info in items],
+            "trailing_bytes": [info.trailing_bytes for _blob, info in items],
+            "storage_key": [blob.key for blob, _info in items],
+            "provider": provider,
+            **lineage.columns(),
+        },
+    )
+    return {sha256.strip(): int(object_id) for sha256, object_id in rows}
+
+
+@dataclass(frozen=True)
+class PlaceReference:
+    """One reference for `upsert_references`: a place (pk and JSON path within a source) to an object."""
+
+    object_id: int
+    owner_id: str
+    source_pk: str
+    json_path: str = ""
+
+
+def upsert_references(
+    conn: sa.Connection,
+    references: list[PlaceReference],
+    *,
+    origin: str,
+    source_name: str,
+    source_table: str,
+    source_schema: str = "",
+    source_column: str = "",
+    lineage: RunLineage = NO_RUN,
+) -> None:
+    """`upsert_reference` for many places of one source in one fixed statement over arrays."""
+    if not references:
+        return
+    conn.execute(
+        sa.text(
+            f"""INSERT INTO {_table(ObjectReference)} (object_id, owner_id, origin, source_name,
+                    source_schema, source_table, source_column, source_pk, json_path, run_id, asset_key,
+                    partition_key)
+                SELECT v.object_id, v.owner_id, :origin, :source_name, :source_schema, :source_table,
+                       :source_column, v.source_pk, v.json_path, :run_id, :asset_key, :partition_key
+                FROM unnest(CAST(:object_id AS bigint[]), CAST(:owner_id AS text[]),
+                            CAST(:source_pk AS text[]), CAST(:json_path AS text[]))
+                     AS v(object_id, owner_id, source_pk, json_path)
+                ON CONFLICT ON CONSTRAINT uq_object_references_origin DO UPDATE SET
+                    object_id = EXCLUDED.object_id, owner_id = EXCLUDED.owner_id, released_at = NULL,
+                    run_id = EXCLUDED.run_id, asset_key = EXCLUDED.asset_key,
+                    partition_key = EXCLUDED.partition_key"""
+        ),
+        {
+            "object_id": [ref.object_id for ref in references],
+            "owner_id": [ref.owner_id for ref in references],
+            "source_pk": [ref.source_pk for ref in references],
+            "json_path": [ref.json_path for ref in references],
+            "origin": origin,
+            "source_name": source_name,
+            "source_schema": source_schema,
+            "source_table": source_table,
+            "source_column": source_column,
+            **lineage.columns(),
+        },
+    )
+
+
 def upsert_reference(
     conn: sa.Connection,
     *,

@@ -35,18 +35,21 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 
 from core.blobcodec import Base64Decoder, CorruptBase64, decode_blob_text, parse_data_uri, set_json_path
 from core.catalog.models import MigrationProgress, ObjectReference, QuarantineRecord, StoredObject
 from core.ingest import (
     ObjectVanished,
+    PlaceReference,
     StoredBlob,
     record_quarantine,
     store_verified,
     store_verified_file,
     upsert_object,
+    upsert_objects,
     upsert_reference,
+    upsert_references,
 )
 from core.keys import InvalidOwnerId, validate_owner_id
 from core.lineage import RunLineage
@@ -86,6 +89,16 @@ from core.sources import BlobSource
 #: Finished rows committed together (one transaction, a savepoint per row) while a batch is still being
 #: planned; at the end of a batch every finished row at the front commits as one group.
 COMMIT_GROUP_ROWS = 16
+_KNOWN_VERIFIED_SQL = (
+    f"SELECT 1 FROM {StoredObject.__table__.fullname} "  # type: ignore[attr-defined]
+    "WHERE sha256 = %(sha256)s AND status = 'verified'"
+)
+
+
+def _text_array(values: set[str] | list[str]) -> sa.BindParameter[list[str]]:
+    """One array parameter (`= ANY(...)`) instead of an IN list of one parameter per value."""
+    return sa.bindparam(None, list(values), type_=ARRAY(sa.Text))
+
 
 #: Hook for tests and tracing: called with "object_stored" (from a worker thread), "row_updated" (inside
 #: the transaction, before commit), "row_committed" and "batch_done".
@@ -423,14 +436,9 @@ class SourceMigrator:
         Asked from the storage threads, on a pool of their own (no pre-ping, no waiting for the main
         pool), so the lookup costs one local round trip beside the remote request it saves."""
         with (self._lookups or self.engine).connect() as conn:
-            return (
-                conn.execute(
-                    sa.select(StoredObject.id).where(
-                        StoredObject.sha256 == sha256, StoredObject.status == "verified"
-                    )
-                ).first()
-                is not None
-            )
+            # Plain driver SQL: asked once per blob from every storage thread, where SQLAlchemy's own
+            # statement handling cost more CPU than the round trip.
+            return conn.exec_driver_sql(_KNOWN_VERIFIED_SQL, {"sha256": sha256}).first() is not None
 
     def _process_streamed(self, row: SourceRow) -> _Stored | _Refused | _Changed | _AlreadyMigrated:
         try:
@@ -455,8 +463,14 @@ class SourceMigrator:
                 )
         self.stats.resumed_from_pk = last_pk
         self._budget = _ByteBudget(self.settings.in_flight_bytes)
+        # Autocommit: a lookup is one statement, so no BEGIN before it and no ROLLBACK when the
+        # connection goes back to the pool (two round trips and most of the server's work per blob).
         self._lookups = sa.create_engine(
-            self.engine.url, pool_size=min(8, self.settings.workers), max_overflow=0, pool_pre_ping=False
+            self.engine.url,
+            pool_size=min(8, self.settings.workers),
+            max_overflow=0,
+            pool_pre_ping=False,
+            isolation_level="AUTOCOMMIT",
         )
         try:
             self._run_passes(pk_type, last_pk, rows_scanned)
@@ -754,7 +768,9 @@ class SourceMigrator:
             seen = (
                 set(
                     conn.execute(
-                        sa.select(StoredObject.sha256).where(StoredObject.sha256.in_(shas))
+                        sa.select(StoredObject.sha256).where(
+                            StoredObject.sha256 == sa.any_(_text_array(shas))
+                        )
                     ).scalars()
                 )
                 if shas
@@ -766,7 +782,8 @@ class SourceMigrator:
                     (pk, path)
                     for pk, path in conn.execute(
                         sa.select(QuarantineRecord.source_pk, QuarantineRecord.json_path).where(
-                            *quarantine_of(self.source), QuarantineRecord.source_pk.in_(pks)
+                            *quarantine_of(self.source),
+                            QuarantineRecord.source_pk == sa.any_(_text_array(pks)),
                         )
                     )
                 }
@@ -813,30 +830,12 @@ class SourceMigrator:
         for _row, _doc, stored, _refused, _streamed in rows:
             for item in stored:
                 first.setdefault(item.blob.sha256, item)
-        stmt = insert(StoredObject).values(
-            [
-                {
-                    "sha256": item.blob.sha256,
-                    "size_bytes": item.blob.size,
-                    "mime_type": item.info.mime_type,
-                    "kind": item.info.kind,
-                    "width": item.info.width,
-                    "height": item.info.height,
-                    "trailing_bytes": item.info.trailing_bytes,
-                    "storage_key": item.blob.key,
-                    "provider": self.store.provider,
-                    "status": "verified",
-                    **self.lineage.columns(),
-                }
-                for item in first.values()
-            ]
+        ids = upsert_objects(
+            conn,
+            [(item.blob, item.info) for item in first.values()],
+            self.store.provider,
+            lineage=self.lineage,
         )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[StoredObject.sha256],
-            set_={"storage_key": stmt.excluded.storage_key},
-            where=StoredObject.status == "verified",
-        ).returning(StoredObject.sha256, StoredObject.id)
-        ids = {sha: int(object_id) for sha, object_id in conn.execute(stmt).all()}
         # Rows with an object that is not `verified` any more go row by row (revive or ObjectVanished).
         rows[:] = [entry for entry in rows if all(item.blob.sha256 in ids for item in entry[2])]
         if not rows:
@@ -870,7 +869,7 @@ class SourceMigrator:
                 },
             ).scalars()
         )
-        references = []
+        references: list[PlaceReference] = []
         applied: list[Callable[[], None]] = []
         for row, _doc, stored, _refused, _streamed in rows:
             pk_text = str(row.pk)
@@ -880,15 +879,7 @@ class SourceMigrator:
             self._event("row_updated")
             for item in stored:
                 references.append(
-                    {
-                        "object_id": ids[item.blob.sha256],
-                        "owner_id": validate_owner_id(row.owner),
-                        "origin": "migration",
-                        **source.identity,
-                        "source_pk": pk_text,
-                        "json_path": item.path,
-                        **self.lineage.columns(),
-                    }
+                    PlaceReference(ids[item.blob.sha256], validate_owner_id(row.owner), pk_text, item.path)
                 )
             fixed = [item.path for item in stored if (pk_text, item.path) in quarantined]
             if fixed:
@@ -905,19 +896,7 @@ class SourceMigrator:
                 known += item.blob.sha256 in seen
                 seen.add(item.blob.sha256)
             applied.append(self._stats_of(stored, [], known))
-        if references:
-            refs = insert(ObjectReference).values(references)
-            conn.execute(
-                refs.on_conflict_do_update(
-                    constraint="uq_object_references_origin",
-                    set_={
-                        "object_id": refs.excluded.object_id,
-                        "owner_id": refs.excluded.owner_id,
-                        "released_at": None,
-                        **{column: refs.excluded[column] for column in self.lineage.columns()},
-                    },
-                )
-            )
+        upsert_references(conn, references, origin="migration", **source.identity, lineage=self.lineage)
         return applied
 
     def _stats_of(self, stored: list[_Stored], refused: list[_Refused], known: int) -> Callable[[], None]:
