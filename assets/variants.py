@@ -16,6 +16,7 @@ from dagster import (
     AssetCheckSpec,
     AssetIn,
     AssetKey,
+    AutomationCondition,
     Config,
     DynamicOut,
     DynamicOutput,
@@ -176,6 +177,29 @@ def summarize_variants(context: OpExecutionContext, postgres: PostgresResource, 
     yield failed_variant_rate_check(postgres)
 
 
+def _variants_automation() -> AutomationCondition:
+    """After a migration at once: upload batches arrive as a stream of short runs and must not hold it
+    back. After upload batches only once no upload run is queued or running: their runs render their own
+    full sets, so this run only catches what one missed, and must not race a burst's runs for the same
+    originals (or their cores)."""
+    after_uploads = after_upstreams(
+        "after upload batches, once no upload run is queued or running", only=[PROCESSED_UPLOADS_KEY]
+    )
+    if not MIGRATION_KEYS:
+        return after_uploads
+    after_migrations = after_upstreams(
+        "after a migration (upload runs in progress do not hold it back)",
+        only=MIGRATION_KEYS,
+        running_ok=[PROCESSED_UPLOADS_KEY],
+    )
+    return (after_migrations | after_uploads).with_label(
+        "after migrations, and after upload batches once their runs are done"
+    )
+
+
+VARIANTS_AUTOMATION = _variants_automation()
+
+
 @graph_asset(
     key=IMAGE_VARIANTS_KEY,
     ins={
@@ -190,12 +214,7 @@ def summarize_variants(context: OpExecutionContext, postgres: PostgresResource, 
     group_name=GROUP,
     owners=[OWNER],
     kinds={"python", "postgres", "s3"},
-    # An upload batch in progress does not hold the variants back: uploads arrive as a stream of short
-    # runs, and a variants run renders what has been recorded (the rest is picked up by the next one).
-    automation_condition=after_upstreams(
-        "after migrations and processed uploads (upload runs in progress do not hold it back)",
-        running_ok=[PROCESSED_UPLOADS_KEY],
-    ),
+    automation_condition=VARIANTS_AUTOMATION,
     description=(
         "Thumbnails (150/300/600 px boxes), full-size WebP and AVIF for every image original, per "
         "config/variants.yaml; EXIF orientation applied and EXIF/GPS stripped. Each run renders what is "

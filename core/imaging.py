@@ -96,7 +96,8 @@ class UploadLimits(ConfigModel):
 
     max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
     max_document_bytes: int = Field(default=50 * 1024 * 1024, ge=0)
-    batch_size: int = Field(default=100, ge=0)
+    batch_size: int = Field(default=500, ge=1)
+    min_batch: int = Field(default=25, ge=1)
     recheck_days: int = Field(default=1, ge=0)
     first_days: int = Field(default=2, ge=0)
     max_keys_per_tick: int = Field(default=5000, ge=0)

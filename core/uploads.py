@@ -311,10 +311,28 @@ class UploadBatch:
     reissue: bool = False
 
 
+def batch_sizes(count: int, limits: UploadLimits, parallel_runs: int = 1) -> list[int]:
+    """How many uploads each run of a backlog of `count` takes: sized for latency.
+
+    A backlog is spread over the runs that can run at once (`parallel_runs`), so a burst's last uploads
+    do not wait in the queue behind the first runs' full sets; no share is smaller than `min_batch` (a run
+    costs seconds of start-up: a trickle of uploads stays one run) and none bigger than `batch_size`."""
+    if count <= 0:
+        return []
+    runs = max(-(-count // limits.batch_size), min(parallel_runs, count // limits.min_batch), 1)
+    share, extra = divmod(count, runs)
+    return [share + (i < extra) for i in range(runs)]
+
+
 def queue_batches(
-    engine: sa.Engine, limits: UploadLimits, *, now: dt.datetime | None = None, max_batches: int = 50
+    engine: sa.Engine,
+    limits: UploadLimits,
+    *,
+    now: dt.datetime | None = None,
+    max_batches: int = 50,
+    parallel_runs: int = 1,
 ) -> list[UploadBatch]:
-    """Turn confirmed rows into queued batches (one per day chunk) and re-issue stale queued batches."""
+    """Turn confirmed rows into queued batches (`batch_sizes` per day) and re-issue stale queued batches."""
     now = now or dt.datetime.now(dt.UTC)
     batches: list[UploadBatch] = []
     with engine.begin() as conn:
@@ -329,8 +347,9 @@ def queue_batches(
         for row in rows:
             by_day[row.upload_date].append(row)
         for day, day_rows in by_day.items():
-            for i in range(0, len(day_rows), limits.batch_size):
-                chunk = day_rows[i : i + limits.batch_size]
+            start = 0
+            for size in batch_sizes(len(day_rows), limits, parallel_runs):
+                chunk, start = day_rows[start : start + size], start + size
                 ids = [r.id for r in chunk]
                 # The queueing moment makes the key unique per attempt: rows deferred back to `confirmed`
                 # form a new batch that Dagster will run (it skips a run key it has seen).

@@ -143,6 +143,14 @@ def upload_run_waiting(instance: DagsterInstance, since: dt.datetime) -> bool:
     return bool(records)
 
 
+def concurrent_runs(instance: DagsterInstance) -> int:
+    """Runs the instance lets run at once (the run queue's `max_concurrent_runs`; 1 when unbounded or
+    unknown): a burst of uploads is split into that many runs, so all of them start together."""
+    queue = instance.get_concurrency_config().run_queue_config
+    limit = queue.max_concurrent_runs if queue is not None else -1
+    return limit if limit > 0 else 1
+
+
 @sensor(
     job=process_uploads_job,
     minimum_interval_seconds=UPLOAD_SENSOR_INTERVAL,
@@ -161,7 +169,11 @@ def upload_sensor(
     )
     since = now - dt.timedelta(minutes=limits.requeue_after_minutes)
     held = upload_run_waiting(context.instance, since)
-    batches = [] if held else queue_batches(engine, limits, now=now)
+    batches = (
+        []
+        if held
+        else queue_batches(engine, limits, now=now, parallel_runs=concurrent_runs(context.instance))
+    )
     requests = requests_for(context, engine, batches, now)
     summary = tick_summary(found, requests) + (
         "; an upload run has not started yet: new uploads wait" if held else ""

@@ -370,3 +370,44 @@ def test_new_uploads_wait_for_a_queued_upload_run_and_then_travel_in_one_batch(
         instance.report_run_canceled(starting)  # it will not begin: the next tick batches the backlog
         released = tick(resources, held.cursor, instance)
         assert len(released.run_requests) == 1 and requested_keys(engine, released) == sorted(keys)
+
+
+def test_a_burst_is_split_over_the_runs_that_can_run_at_once_and_a_trickle_stays_one_run() -> None:
+    from core.uploads import batch_sizes
+
+    limits = UploadLimits(batch_size=500, min_batch=25)
+    assert batch_sizes(1000, limits, parallel_runs=4) == [250, 250, 250, 250]
+    assert batch_sizes(5, limits, parallel_runs=4) == [5]  # one run start-up for a trickle
+    assert batch_sizes(60, limits, parallel_runs=4) == [30, 30]  # no run under min_batch
+    assert batch_sizes(3001, limits, parallel_runs=4) == [429, 429, 429, 429, 429, 428, 428]
+    assert batch_sizes(0, limits, parallel_runs=4) == []
+    assert batch_sizes(1000, limits, parallel_runs=1) == [500, 500]
+
+
+def test_the_sensor_splits_by_the_instance_run_queue_limit() -> None:
+    from dagster import instance_for_test
+
+    from orchestration.sensors import concurrent_runs
+
+    queued = {
+        "run_coordinator": {
+            "module": "dagster._core.run_coordinator",
+            "class": "QueuedRunCoordinator",
+            "config": {"max_concurrent_runs": 3},
+        }
+    }
+    with instance_for_test(overrides=queued) as instance:
+        assert concurrent_runs(instance) == 3
+    with instance_for_test() as instance:  # no queue limit known: one run per batch_size
+        assert concurrent_runs(instance) >= 1
+
+
+def test_queued_batches_split_a_backlog_and_keep_every_upload_once(env) -> None:
+    engine, store, _resources = env
+    keys = [put(store, f"owner{i % 3}", f"b{i}", seed=i) for i in range(12)]
+    limits = UploadLimits(min_batch=3, recheck_days=0)
+    discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, limits)
+    batches = queue_batches(engine, limits, parallel_runs=4)
+    assert [len(b.upload_ids) for b in batches] == [3, 3, 3, 3]
+    assert sorted(i for b in batches for i in b.upload_ids) == sorted(_ids(engine))
+    assert len({b.run_key for b in batches}) == 4 and len(keys) == 12
