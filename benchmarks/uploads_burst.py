@@ -2,9 +2,9 @@
 (the real `upload_sensor`, evaluated back to back) register and batch them; each requested run executes
 `process_uploads_job` in process with the sensor's run config. Reports the upload-to-variants latency
 (object last_modified -> uploads row processed, after its thumbnails are recorded; the full-size WebP
-/AVIF follow in `image_variants`), p50/p95/max.
+/AVIF follow later in the same run), p50/p95/max.
 
-The daemon's tick interval (30 s minimum) is not included: add up to one interval in production. Runs
+The daemon's tick interval (5 s) is not included: add up to one interval in production. Runs
 execute one after another here (one process); a run coordinator with concurrent runs would cut the tail.
 
     PYTHONPATH=. python benchmarks/uploads_burst.py [--uploads 1000] [--size 320x240]

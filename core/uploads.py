@@ -677,9 +677,9 @@ def _catalog_upload(
 
 
 def inline_specs(plan: VariantPlan) -> list[VariantSpec]:
-    """The variants an upload's own run renders: the thumbnails (~5 % of the render cost), so a fresh
-    upload has them within seconds. The full-size WebP and AVIF (~95 %) are rendered by the
-    `image_variants` asset, which automation requests after each processed batch, on every core."""
+    """The variants rendered as each upload is processed: the thumbnails (a quarter of the render cost),
+    so a fresh upload has them within seconds. The full-size WebP and AVIF follow in the same run once
+    the whole batch has its thumbnails (`_render_rest_of_the_set`)."""
     return [spec for spec in plan.specs if spec.kind == "thumbnail"]
 
 
