@@ -122,3 +122,37 @@ def test_the_automation_sensor_is_defined_and_ships_stopped(platform_defs: Defin
     sensor = defs.get_sensor_def("media_automation")
     assert sensor.default_status == DefaultSensorStatus.STOPPED
     assert sensor.asset_selection is not None
+
+
+def _upload_run_in_progress(defs: Definitions, instance: DagsterInstance) -> None:
+    """A process_uploads_job run for DAY, created (its materialization planned) and not finished."""
+    from orchestration.sensors import batch_run_config
+
+    instance.create_run_for_job(
+        job_def=defs.resolve_job_def("process_uploads_job"),
+        run_config=batch_run_config([1]),
+        tags={"dagster/partition": DAY},
+    )
+
+
+def test_variants_wait_for_upload_runs_but_not_after_a_migration(platform_defs: Definitions) -> None:
+    """Upload runs render their own full sets: a variants run requested beside them would render the
+    same originals on the same cores. After a migration it still runs at once."""
+    defs = platform_defs
+    with DagsterInstance.ephemeral() as instance:
+        cursor = None
+
+        def evaluate(at: dt.datetime) -> dict[str, set[str | None]]:
+            nonlocal cursor
+            result = evaluate_automation_conditions(
+                defs=defs, instance=instance, evaluation_time=at, cursor=cursor
+            )
+            cursor = result.cursor
+            return requested(result)
+
+        assert evaluate(MORNING) == {}
+        materialized(instance, "media/processed_uploads", DAY)  # a batch done, the next one running
+        _upload_run_in_progress(defs, instance)
+        assert evaluate(MORNING + dt.timedelta(minutes=1)) == {}
+        materialized(instance, "migration/stories")  # a migration finished meanwhile
+        assert evaluate(MORNING + dt.timedelta(minutes=2)) == {"media/image_variants": {DAY}}
