@@ -4,6 +4,7 @@ graph, not the clock, orders the work, and nothing fires when nothing upstream c
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from dagster import (
     AssetKey,
@@ -40,19 +41,28 @@ def materialized(instance: DagsterInstance, key: str, partition: str | None = No
     instance.report_runless_asset_event(AssetMaterialization(AssetKey(key.split("/")), partition=partition))
 
 
+def evaluator(
+    defs: Definitions, instance: DagsterInstance
+) -> Callable[[dt.datetime], dict[str, set[str | None]]]:
+    """Evaluate the automation at a given time, carrying the cursor from one evaluation to the next."""
+    cursor = None
+
+    def evaluate(at: dt.datetime) -> dict[str, set[str | None]]:
+        nonlocal cursor
+        result = evaluate_automation_conditions(
+            defs=defs, instance=instance, evaluation_time=at, cursor=cursor
+        )
+        cursor = result.cursor
+        return requested(result)
+
+    return evaluate
+
+
 def test_the_chain_fires_in_lineage_order_and_only_when_upstreams_changed(platform_defs: Definitions) -> None:
     defs = platform_defs
 
     with DagsterInstance.ephemeral() as instance:
-        cursor = None
-
-        def evaluate(at: dt.datetime) -> dict[str, set[str | None]]:
-            nonlocal cursor
-            result = evaluate_automation_conditions(
-                defs=defs, instance=instance, evaluation_time=at, cursor=cursor
-            )
-            cursor = result.cursor
-            return requested(result)
+        evaluate = evaluator(defs, instance)
 
         assert evaluate(MORNING) == {}  # a fresh install: nothing happened, nothing runs
 
@@ -140,15 +150,7 @@ def test_variants_wait_for_upload_runs_but_not_after_a_migration(platform_defs: 
     same originals on the same cores. After a migration it still runs at once."""
     defs = platform_defs
     with DagsterInstance.ephemeral() as instance:
-        cursor = None
-
-        def evaluate(at: dt.datetime) -> dict[str, set[str | None]]:
-            nonlocal cursor
-            result = evaluate_automation_conditions(
-                defs=defs, instance=instance, evaluation_time=at, cursor=cursor
-            )
-            cursor = result.cursor
-            return requested(result)
+        evaluate = evaluator(defs, instance)
 
         assert evaluate(MORNING) == {}
         materialized(instance, "media/processed_uploads", DAY)  # a batch done, the next one running
