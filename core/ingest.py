@@ -139,31 +139,9 @@ def upsert_object(
     `lineage` is recorded on a new or revived row; identical content found already stored keeps the run
     that first stored it.
     """
-    stmt = (
-        insert(StoredObject)
-        .values(
-            sha256=blob.sha256,
-            size_bytes=blob.size,
-            mime_type=info.mime_type,
-            kind=info.kind,
-            width=info.width,
-            height=info.height,
-            trailing_bytes=info.trailing_bytes,
-            storage_key=blob.key,
-            provider=provider,
-            status="verified",
-            **lineage.columns(),
-        )
-        .on_conflict_do_update(
-            index_elements=[StoredObject.sha256],
-            set_={"storage_key": blob.key},
-            where=StoredObject.status == "verified",
-        )
-        .returning(StoredObject.id)
-    )
-    object_id = conn.execute(stmt).scalar()
+    object_id = upsert_objects(conn, [(blob, info)], provider, lineage=lineage).get(blob.sha256)
     if object_id is not None:
-        return int(object_id)
+        return object_id
     if not _holds(retry_transient(lambda: store.head(blob.key)), blob.size, blob.sha256):
         raise ObjectVanished(f"{blob.key}: deleted by retention after it was verified; upload it again")
     revived = conn.execute(
@@ -173,11 +151,6 @@ def upsert_object(
         .returning(StoredObject.id)
     ).scalar_one()
     return int(revived)
-
-
-def _table(model: type) -> str:
-    table = model.__table__  # type: ignore[attr-defined]
-    return f"{table.schema}.{table.name}" if table.schema else table.name
 
 
 def upsert_objects(
@@ -198,8 +171,9 @@ def upsert_objects(
         return {}
     rows = conn.execute(
         sa.text(
-            f"""INSERT INTO {_table(StoredObject)} AS o (sha256, size_bytes, mime_type, kind, width, height,
-                    trailing_bytes, storage_key, provider, status, run_id, asset_key, partition_key)
+            f"""INSERT INTO {StoredObject.__table__.fullname} AS o (sha256, size_bytes, mime_type, kind,
+                    width, height, trailing_bytes, storage_key, provider, status, run_id, asset_key,
+                    partition_key)
                 SELECT v.sha256, v.size_bytes, v.mime_type, v.kind, v.width, v.height, v.trailing_bytes,
                        v.storage_key, :provider, 'verified', :run_id, :asset_key, :partition_key
                 FROM unnest(CAST(:sha256 AS text[]), CAST(:size_bytes AS bigint[]),
@@ -247,13 +221,14 @@ def upsert_references(
     source_schema: str = "",
     source_column: str = "",
     lineage: RunLineage = NO_RUN,
-) -> None:
-    """`upsert_reference` for many places of one source in one fixed statement over arrays."""
+) -> list[int]:
+    """`upsert_reference` for many places of one source in one fixed statement over arrays; the
+    references' ids, in no particular order."""
     if not references:
-        return
-    conn.execute(
+        return []
+    rows = conn.execute(
         sa.text(
-            f"""INSERT INTO {_table(ObjectReference)} (object_id, owner_id, origin, source_name,
+            f"""INSERT INTO {ObjectReference.__table__.fullname} (object_id, owner_id, origin, source_name,
                     source_schema, source_table, source_column, source_pk, json_path, run_id, asset_key,
                     partition_key)
                 SELECT v.object_id, v.owner_id, :origin, :source_name, :source_schema, :source_table,
@@ -264,7 +239,8 @@ def upsert_references(
                 ON CONFLICT ON CONSTRAINT uq_object_references_origin DO UPDATE SET
                     object_id = EXCLUDED.object_id, owner_id = EXCLUDED.owner_id, released_at = NULL,
                     run_id = EXCLUDED.run_id, asset_key = EXCLUDED.asset_key,
-                    partition_key = EXCLUDED.partition_key"""
+                    partition_key = EXCLUDED.partition_key
+                RETURNING id"""
         ),
         {
             "object_id": [ref.object_id for ref in references],
@@ -279,6 +255,7 @@ def upsert_references(
             **lineage.columns(),
         },
     )
+    return [int(reference_id) for (reference_id,) in rows]
 
 
 def upsert_reference(
@@ -301,27 +278,17 @@ def upsert_reference(
     A place is (source, schema, table, column, primary key, JSON path): two sources on one table or
     same-named tables in two schemas are different places. Schema and column stay "" for places that
     are not a column of the app's tables (uploads, generated documents)."""
-    stmt = (
-        insert(ObjectReference)
-        .values(
-            object_id=object_id,
-            owner_id=owner_id,
-            origin=origin,
-            source_name=source_name,
-            source_schema=source_schema,
-            source_table=source_table,
-            source_column=source_column,
-            source_pk=source_pk,
-            json_path=json_path,
-            **lineage.columns(),
-        )
-        .on_conflict_do_update(
-            constraint="uq_object_references_origin",
-            set_={"object_id": object_id, "owner_id": owner_id, "released_at": None, **lineage.columns()},
-        )
-        .returning(ObjectReference.id)
+    (reference_id,) = upsert_references(
+        conn,
+        [PlaceReference(object_id, owner_id, source_pk, json_path)],
+        origin=origin,
+        source_name=source_name,
+        source_table=source_table,
+        source_schema=source_schema,
+        source_column=source_column,
+        lineage=lineage,
     )
-    return int(conn.execute(stmt).scalar_one())
+    return reference_id
 
 
 def record_quarantine(
