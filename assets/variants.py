@@ -30,7 +30,7 @@ from dagster import (
     op,
 )
 
-from assets.automation import after_upstreams
+from assets.automation import after_upstreams, catch_up_after_upstreams
 from assets.migration import MIGRATION_KEYS
 from assets.sources import OWNER
 from assets.uploads import GROUP, PROCESSED_UPLOADS_KEY, UPLOAD_DAYS
@@ -177,13 +177,19 @@ def summarize_variants(context: OpExecutionContext, postgres: PostgresResource, 
     yield failed_variant_rate_check(postgres)
 
 
+#: How often variants catch up on upload batches (each upload run renders its own full sets).
+UPLOADS_CATCH_UP_CRON = "0 * * * *"
+
+
 def _variants_automation() -> AutomationCondition:
     """After a migration at once: upload batches arrive as a stream of short runs and must not hold it
-    back. After upload batches only once no upload run is queued or running: their runs render their own
-    full sets, so this run only catches what one missed, and must not race a burst's runs for the same
+    back. After upload batches only hourly, once upstreams are quiet: their runs render their own full
+    sets, so this run only catches what one missed, and must not race a burst's runs for the same
     originals (or their cores)."""
-    after_uploads = after_upstreams(
-        "after upload batches, once no upload run is queued or running", only=[PROCESSED_UPLOADS_KEY]
+    after_uploads = catch_up_after_upstreams(
+        "hourly after upload batches (their runs render their own sets)",
+        only=[PROCESSED_UPLOADS_KEY],
+        cron=UPLOADS_CATCH_UP_CRON,
     )
     if not MIGRATION_KEYS:
         return after_uploads
@@ -193,7 +199,7 @@ def _variants_automation() -> AutomationCondition:
         running_ok=[PROCESSED_UPLOADS_KEY],
     )
     return (after_migrations | after_uploads).with_label(
-        "after migrations, and after upload batches once their runs are done"
+        "after migrations, and hourly after upload batches their runs missed"
     )
 
 

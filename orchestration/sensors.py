@@ -191,6 +191,7 @@ media_automation = AutomationConditionSensorDefinition(
     target=AssetSelection.all(),
     default_status=DefaultSensorStatus.STOPPED,
     minimum_interval_seconds=AUTOMATION_INTERVAL,
-    description="Runs what the graph says is due: variants after migrations and uploads, the day's backups "
-    "once their upstreams are done, usage and cost reports after backups and retention.",
+    description="Runs what the graph says is due: variants after migrations (and hourly for what upload "
+    "runs missed), the day's backups once their upstreams are done, usage and cost reports after backups "
+    "and retention.",
 )

@@ -72,10 +72,12 @@ def test_the_chain_fires_in_lineage_order_and_only_when_upstreams_changed(platfo
         materialized(instance, "media/image_variants", DAY)
         assert evaluate(MORNING + dt.timedelta(minutes=2)) == {}
 
-        materialized(instance, "media/processed_uploads", DAY)  # an upload batch of the day
-        assert evaluate(MORNING + dt.timedelta(minutes=3)) == {"media/image_variants": {DAY}}
+        # An upload batch of the day: its run rendered its own sets; variants catch up on the hour.
+        materialized(instance, "media/processed_uploads", DAY)
+        assert evaluate(MORNING + dt.timedelta(minutes=3)) == {}
+        assert evaluate(MORNING + dt.timedelta(minutes=61)) == {"media/image_variants": {DAY}}
         materialized(instance, "media/image_variants", DAY)
-        assert evaluate(MORNING + dt.timedelta(minutes=4)) == {}  # backups wait for the daily tick
+        assert evaluate(MORNING + dt.timedelta(minutes=62)) == {}  # backups wait for the daily tick
 
         # After the daily tick, an upstream about to run holds the backups back ...
         materialized(instance, "migration/files")
@@ -145,16 +147,20 @@ def _upload_run_in_progress(defs: Definitions, instance: DagsterInstance) -> Non
     )
 
 
-def test_variants_wait_for_upload_runs_but_not_after_a_migration(platform_defs: Definitions) -> None:
+def test_variants_catch_up_on_upload_batches_hourly_and_never_beside_an_upload_run(
+    platform_defs: Definitions,
+) -> None:
     """Upload runs render their own full sets: a variants run requested beside them would render the
-    same originals on the same cores. After a migration it still runs at once."""
+    same originals on the same cores. It catches up on the hour, once no upload run is in progress; after
+    a migration it runs at once."""
     defs = platform_defs
     with DagsterInstance.ephemeral() as instance:
         evaluate = evaluator(defs, instance)
 
-        assert evaluate(MORNING) == {}
+        assert evaluate(MORNING + dt.timedelta(minutes=5)) == {}
         materialized(instance, "media/processed_uploads", DAY)  # a batch done, the next one running
+        assert evaluate(MORNING + dt.timedelta(minutes=6)) == {}  # not before the hour
         _upload_run_in_progress(defs, instance)
-        assert evaluate(MORNING + dt.timedelta(minutes=1)) == {}
+        assert evaluate(MORNING + dt.timedelta(minutes=61)) == {}  # the hour, but an upload run is on
         materialized(instance, "migration/stories")  # a migration finished meanwhile
-        assert evaluate(MORNING + dt.timedelta(minutes=2)) == {"media/image_variants": {DAY}}
+        assert evaluate(MORNING + dt.timedelta(minutes=62)) == {"media/image_variants": {DAY}}
