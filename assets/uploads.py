@@ -35,6 +35,9 @@ PROCESSED_UPLOADS_KEY = AssetKey(["media", "processed_uploads"])
 #: Alert threshold from the design (seed 001): more pending uploads than this means a stuck flow.
 PENDING_UPLOADS_WARN = 100
 PENDING_UPLOADS_CHECK = "pending_uploads_below_100"
+#: Run tag naming the batch a run carries (the upload sensor's run key); `uploads.batch_key` holds the same
+#: value, so each upload leads to its run, including uploads the run took on while it ran.
+BATCH_TAG = "uploads/batch"
 
 
 class UploadBatchConfig(Config):
@@ -47,6 +50,7 @@ def upload_metadata(stats: UploadStats) -> dict[str, object]:
     variants = stats.variants
     return {
         "uploads": stats.uploads,
+        "uploads_taken_on": stats.taken_on,
         "accepted": stats.accepted,
         "rejected": stats.rejected,
         "deferred": stats.deferred,
@@ -92,10 +96,11 @@ def processed_uploads(
         day=day,
         run_id=context.run_id,
         lineage=run_lineage(context),
+        batch_key=context.run.tags.get(BATCH_TAG),
     )
     context.log.info(
-        f"{stats.uploads} uploads: {stats.accepted} accepted, {stats.rejected} rejected, "
-        f"{stats.deferred} deferred; {stats.variants.variants_ready} variants"
+        f"{stats.uploads} uploads ({stats.taken_on} taken on while running): {stats.accepted} accepted, "
+        f"{stats.rejected} rejected, {stats.deferred} deferred; {stats.variants.variants_ready} variants"
     )
     return MaterializeResult(
         metadata={**upload_metadata(stats), **report_store_stats(context.log, "uploads", (store, "store"))}

@@ -93,8 +93,14 @@ def plan_variant_batches(context: OpExecutionContext, config: VariantRunConfig, 
     plan = load_variant_plan()
     ids: list[int] = []
     sizes: list[int] = []
+    # Uploads processed within the last `requeue_after_minutes` are their upload runs' to finish.
+    in_flight_since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=plan.uploads.requeue_after_minutes)
     for page in ids_needing_variants(
-        postgres.engine(), plan, created_before=_partition_end(context), retry_failed=config.retry_failed
+        postgres.engine(),
+        plan,
+        created_before=_partition_end(context),
+        retry_failed=config.retry_failed,
+        uploads_processed_since=in_flight_since,
     ):
         ids.extend(original for original, _ in page)
         sizes.extend(size for _, size in page)

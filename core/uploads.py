@@ -26,6 +26,9 @@ queued: a batch whose uploads were all deferred (storage down) comes back as a n
 key, because Dagster never runs a run key twice. A batch still queued after `requeue_after_minutes` is
 requested again: with the same run key when no run of it exists (the request was lost), with a new one
 (`rekey_batch`) when its runs all ended without processing it, not at all while a run is in flight.
+A batch's run also takes on the day's uploads confirmed after it was queued (`take_confirmed`, SKIP
+LOCKED, `min_batch` at a time up to `batch_size` in all), moving them into its batch: a burst still
+arriving goes to the runs already started, and `uploads.batch_key` still names the run of every upload.
 
 Rejected bytes: moved (verified copy, then delete) to `quarantine/<upload key>`, which no URL can grant;
 the quarantine row records the key and the `quarantined_uploads` retention policy deletes it later. An
@@ -415,6 +418,7 @@ class UploadStats:
     latencies: list[float] = field(default_factory=list)  # upload (last_modified) -> thumbnails recorded, s
     seconds: float = 0.0
     image_originals: list[int] = field(default_factory=list)  # rendered thumbnails first; full set next
+    taken_on: int = 0  # confirmed after the batch was queued, taken on by its run (`take_confirmed`)
 
 
 def validate_upload(data: bytes, limits: UploadLimits) -> MediaInfo:
@@ -577,8 +581,14 @@ def _reject(
 
 
 def uploads_to_process(
-    engine: sa.Engine, *, upload_ids: list[int] | None = None, day: dt.date | None = None
+    engine: sa.Engine,
+    *,
+    upload_ids: list[int] | None = None,
+    day: dt.date | None = None,
+    batch_key: str | None = None,
 ) -> list[sa.Row]:
+    """The batch's rows still to do: `upload_ids`, plus (with `batch_key`) the rows the batch's run took
+    on while it ran (`take_confirmed`), so a retry of that run finds them too; else the day's."""
     query = sa.select(
         Upload.id,
         Upload.upload_key,
@@ -588,12 +598,43 @@ def uploads_to_process(
         Upload.object_id,
     )
     query = query.where(Upload.status.in_(("confirmed", "queued")))
-    if upload_ids:
-        query = query.where(Upload.id.in_(upload_ids))
+    if upload_ids or batch_key:
+        wanted = []
+        if upload_ids:
+            wanted.append(Upload.id.in_(upload_ids))
+        if batch_key:
+            wanted.append(Upload.batch_key == batch_key)
+        query = query.where(sa.or_(*wanted))
     elif day is not None:
         query = query.where(Upload.upload_date == day)
     with engine.connect() as conn:
         return list(conn.execute(query.order_by(Upload.id)))
+
+
+def take_confirmed(engine: sa.Engine, *, day: dt.date, batch_key: str, limit: int) -> list[int]:
+    """Move up to `limit` of the day's `confirmed` uploads into the running batch `batch_key`, in one
+    statement: rows the sensor or another run is taking at the same moment are skipped (SKIP LOCKED), so
+    each upload joins exactly one batch, and `uploads.batch_key` still names the run that did it."""
+    if limit <= 0:
+        return []
+    # A CTE, evaluated once: as an `IN (subquery)` Postgres may run the LIMIT ... SKIP LOCKED subquery
+    # again per row and take more than `limit` rows.
+    chosen = (
+        sa.select(Upload.id)
+        .where(Upload.status == "confirmed", Upload.upload_date == day)
+        .order_by(Upload.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("chosen")
+    )
+    with engine.begin() as conn:
+        taken = conn.execute(
+            sa.update(Upload)
+            .where(Upload.id == chosen.c.id)
+            .values(status="queued", batch_key=batch_key, queued_at=sa.func.now())
+            .returning(Upload.id)
+        ).scalars()
+        return sorted(taken)
 
 
 def process_uploads(
@@ -605,28 +646,50 @@ def process_uploads(
     day: dt.date | None = None,
     run_id: str | None = None,
     lineage: RunLineage | None = None,
+    batch_key: str | None = None,
 ) -> UploadStats:
     """Validate a batch of uploads, store the valid ones as content-addressed originals with their
     variants, quarantine the rest with the reason; one bad upload never stops the batch. Catalog rows
-    record `lineage` (the run, asset and partition; by default just `run_id`)."""
+    record `lineage` (the run, asset and partition; by default just `run_id`).
+
+    With `batch_key` and `day` (a sensor batch's run), the run then takes on the day's uploads confirmed
+    since, `min_batch` at a time up to `batch_size` uploads in all, before it renders the full sets: a
+    burst that is still arriving goes to the runs already started instead of waiting for a tick and a
+    run start-up (seconds of CPU) per batch, and runs that finish their own share early share the rest."""
     lineage = lineage or RunLineage(run_id=run_id)
+    limits = plan.uploads
     started = time.perf_counter()
     stats = UploadStats()
-    for row in uploads_to_process(engine, upload_ids=upload_ids, day=day):
-        stats.uploads += 1
-        try:
-            _process_one(engine, store, plan, row, stats, lineage)
-        except ObjectStoreError as exc:
-            # Storage still failing after retries: back to `confirmed` so the next tick re-batches it.
-            logger.warning("upload %s deferred: %s", row.upload_key, exc)
-            with engine.begin() as conn:
-                conn.execute(
-                    sa.update(Upload).where(Upload.id == row.id).values(status="confirmed", batch_key=None)
-                )
-            stats.deferred += 1
+    rows = uploads_to_process(engine, upload_ids=upload_ids, day=day, batch_key=batch_key)
+    while rows:
+        for row in rows:
+            stats.uploads += 1
+            try:
+                _process_one(engine, store, plan, row, stats, lineage)
+            except ObjectStoreError as exc:
+                # Storage still failing after retries: back to `confirmed` so the next tick re-batches it.
+                logger.warning("upload %s deferred: %s", row.upload_key, exc)
+                with engine.begin() as conn:
+                    conn.execute(
+                        sa.update(Upload)
+                        .where(Upload.id == row.id)
+                        .values(status="confirmed", batch_key=None)
+                    )
+                stats.deferred += 1
+        if batch_key is None or day is None or stats.deferred:  # storage failing: do not take on more
+            break
+        room = min(limits.min_batch, limits.batch_size - stats.uploads)
+        taken = take_confirmed(engine, day=day, batch_key=batch_key, limit=room)
+        stats.taken_on += len(taken)
+        rows = uploads_to_process(engine, upload_ids=taken) if taken else []
     _render_rest_of_the_set(engine, store, plan, stats, lineage)
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+#: Originals whose full sets one upload run renders at once: one renders while the other's files and
+#: catalog rows are written (measured, benchmarks/fresh_uploads.py: a run alone left its core ~10 % idle).
+RENDERS_IN_FLIGHT = 2
 
 
 def _render_rest_of_the_set(
@@ -637,7 +700,9 @@ def _render_rest_of_the_set(
     triggered (an automation tick that misses the batch must not leave it without its set)."""
     if not stats.image_originals:
         return
-    rest = process_batch(store, engine, stats.image_originals, plan, lineage=lineage)
+    rest = process_batch(
+        store, engine, stats.image_originals, plan, lineage=lineage, in_flight=RENDERS_IN_FLIGHT
+    )
     rest.images = 0  # the same originals, counted once already by their thumbnails
     rest.seconds = 0.0
     stats.variants.merge(rest)

@@ -11,15 +11,16 @@ from __future__ import annotations
 import heapq
 import logging
 import time
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from core.catalog.models import StoredObject, Variant
+from core.catalog.models import StoredObject, Upload, Variant
 from core.imaging import (
     DECODABLE_MIME_TYPES,
     ImageDecodeError,
@@ -98,8 +99,19 @@ def _missing_condition(plan: VariantPlan, retry_failed: bool) -> sa.ColumnElemen
     return done < len(plan.specs)
 
 
-def originals_query(plan: VariantPlan, *, created_before: datetime | None, retry_failed: bool = False):
-    """Image originals (migrated and uploaded alike) lacking their current variant set, by id."""
+def originals_query(
+    plan: VariantPlan,
+    *,
+    created_before: datetime | None,
+    retry_failed: bool = False,
+    uploads_processed_since: datetime | None = None,
+):
+    """Image originals (migrated and uploaded alike) lacking their current variant set, by id.
+
+    `uploads_processed_since`: leave out the originals of uploads processed since then. Their upload run
+    renders their full sets right after the batch's thumbnails; a variants run taking them too would
+    render the same images on the same cores (a crashed upload run is retried by Dagster; what it still
+    missed is taken once the window has passed)."""
     query = sa.select(
         StoredObject.id,
         StoredObject.sha256,
@@ -114,6 +126,15 @@ def originals_query(plan: VariantPlan, *, created_before: datetime | None, retry
     )
     if created_before is not None:
         query = query.where(StoredObject.created_at < created_before)
+    if uploads_processed_since is not None:
+        in_flight = sa.select(Upload.object_id).where(
+            # upload days older than the re-check window are never processed again (index on the day)
+            Upload.upload_date >= (uploads_processed_since - timedelta(days=2)).date(),
+            Upload.status == "processed",
+            Upload.processed_at >= uploads_processed_since,
+            Upload.object_id.is_not(None),
+        )
+        query = query.where(StoredObject.id.not_in(in_flight))
     return query.order_by(StoredObject.id)
 
 
@@ -123,11 +144,17 @@ def ids_needing_variants(
     *,
     created_before: datetime | None = None,
     retry_failed: bool = False,
+    uploads_processed_since: datetime | None = None,
     page_size: int = 5000,
 ) -> Iterator[list[tuple[int, int]]]:
     """Pages of (original id, size in bytes), keyset by id so memory stays flat however big the catalog."""
     after = 0
-    base = originals_query(plan, created_before=created_before, retry_failed=retry_failed)
+    base = originals_query(
+        plan,
+        created_before=created_before,
+        retry_failed=retry_failed,
+        uploads_processed_since=uploads_processed_since,
+    )
     while True:
         with engine.connect() as conn:
             page = [
@@ -334,20 +361,43 @@ def process_batch(
     retry_failed: bool = False,
     lineage: RunLineage = NO_RUN,
     progress: ProgressReporter | None = None,
+    in_flight: int = 1,
 ) -> VariantStats:
-    """Variants for a batch of originals, one at a time (bounded memory); storage puts overlap in a
-    small thread pool because they are I/O-bound. `progress` is advanced per original."""
+    """Variants for a batch of originals, `in_flight` at a time (bounded memory); storage puts overlap in
+    a small thread pool because they are I/O-bound. With `in_flight` 2, one original renders while the
+    other waits for its storage writes and catalog commit (fsyncs), so one process keeps its core busy
+    (Pillow's encoders release the GIL). `progress` is advanced per original."""
     started = time.perf_counter()
     total = VariantStats()
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="variant-put") as pool:
-        for original in load_originals(engine, ids):
-            total.merge(
-                process_original(
-                    store, engine, original, plan, retry_failed=retry_failed, pool=pool, lineage=lineage
-                )
-            )
+    in_flight = max(1, in_flight)
+    with (
+        ThreadPoolExecutor(max_workers=4, thread_name_prefix="variant-put") as pool,
+        ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="variant-original") as workers,
+    ):
+        pending: deque[tuple[Original, Future[VariantStats]]] = deque()
+
+        def collect_one() -> None:
+            original, future = pending.popleft()
+            total.merge(future.result())
             if progress is not None:
                 progress.advance(1, original.size_bytes)
+
+        for original in load_originals(engine, ids):
+            future = workers.submit(
+                process_original,
+                store,
+                engine,
+                original,
+                plan,
+                retry_failed=retry_failed,
+                pool=pool,
+                lineage=lineage,
+            )
+            pending.append((original, future))
+            while len(pending) >= in_flight:
+                collect_one()
+        while pending:
+            collect_one()
     total.seconds = time.perf_counter() - started
     if progress is not None:
         progress.finish()

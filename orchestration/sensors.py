@@ -29,7 +29,7 @@ from dagster import (
 from dagster._core.storage.tags import AUTO_RETRY_RUN_ID_TAG, WILL_RETRY_TAG
 from sqlalchemy import Engine
 
-from assets.uploads import PROCESSED_UPLOADS_KEY
+from assets.uploads import BATCH_TAG, PROCESSED_UPLOADS_KEY
 from core.imaging import load_variant_plan
 from core.uploads import (
     Discovery,
@@ -51,7 +51,6 @@ def batch_run_config(upload_ids: list[int]) -> dict:
     return {"ops": {UPLOADS_OP: {"config": {"upload_ids": upload_ids}}}}
 
 
-BATCH_TAG = "uploads/batch"
 #: Dagster retries a failed upload run this many times (a crash mid-batch leaves rows `queued`).
 UPLOAD_RUN_MAX_RETRIES = 3
 
@@ -131,24 +130,41 @@ AUTOMATION_INTERVAL = 10
 _NOT_YET_RUNNING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING]
 
 
-def upload_run_waiting(instance: DagsterInstance, since: dt.datetime) -> bool:
-    """An upload run requested since `since` has not started yet. While one waits, new uploads stay
-    `confirmed` and travel together in the next tick's batch: one run start-up (a process importing
-    Dagster and the platform, seconds of CPU) for the backlog instead of one per tick. A run stuck in
-    the queue longer than `since` no longer holds the others back."""
+def why_uploads_wait(instance: DagsterInstance, since: dt.datetime, parallel_runs: int) -> str | None:
+    """Why this tick batches no new uploads (None: it does). While an upload run has not started, new
+    uploads stay `confirmed` and travel together in the next tick's batch: one run start-up (a process
+    importing Dagster and the platform, seconds of CPU) for the backlog instead of one per tick. While
+    as many upload runs run as the instance runs at once, they take the backlog on themselves
+    (`core.uploads.take_confirmed`); a new run would only queue behind them with uploads they could have
+    done. Runs created before `since` (stuck in the queue) no longer hold anything back."""
     records = instance.get_run_records(
-        filters=RunsFilter(job_name=process_uploads_job.name, statuses=_NOT_YET_RUNNING, created_after=since),
-        limit=1,
+        filters=RunsFilter(
+            job_name=process_uploads_job.name,
+            statuses=[*_NOT_YET_RUNNING, DagsterRunStatus.STARTED],
+            created_after=since,
+        ),
     )
-    return bool(records)
+    if any(r.dagster_run.status in _NOT_YET_RUNNING for r in records):
+        return "an upload run has not started yet: new uploads wait"
+    if len(records) >= parallel_runs:
+        return f"the upload runs already running ({len(records)}) take on new uploads"
+    return None
 
 
 def concurrent_runs(instance: DagsterInstance) -> int:
-    """Runs the instance lets run at once (the run queue's `max_concurrent_runs`; 1 when unbounded or
-    unknown): a burst of uploads is split into that many runs, so all of them start together."""
+    """Upload runs the instance lets run at once: the run queue's `max_concurrent_runs`, or its
+    `tag_concurrency_limits` entry for the batch tag when lower (dagster.yaml); 1 when unbounded or
+    unknown. A burst of uploads is split into that many runs, so all of them start together."""
     queue = instance.get_concurrency_config().run_queue_config
-    limit = queue.max_concurrent_runs if queue is not None else -1
-    return limit if limit > 0 else 1
+    if queue is None:
+        return 1
+    limits = [queue.max_concurrent_runs] if queue.max_concurrent_runs > 0 else []
+    limits += [
+        int(entry["limit"])
+        for entry in queue.tag_concurrency_limits or []
+        if entry.get("key") == BATCH_TAG and entry.get("value") is None
+    ]
+    return max(1, min(limits)) if limits else 1
 
 
 @sensor(
@@ -168,16 +184,11 @@ def upload_sensor(
         engine, object_store.store(), UploadCursor.from_json(context.cursor), now.date(), limits
     )
     since = now - dt.timedelta(minutes=limits.requeue_after_minutes)
-    held = upload_run_waiting(context.instance, since)
-    batches = (
-        []
-        if held
-        else queue_batches(engine, limits, now=now, parallel_runs=concurrent_runs(context.instance))
-    )
+    parallel_runs = concurrent_runs(context.instance)
+    held = why_uploads_wait(context.instance, since, parallel_runs)
+    batches = [] if held else queue_batches(engine, limits, now=now, parallel_runs=parallel_runs)
     requests = requests_for(context, engine, batches, now)
-    summary = tick_summary(found, requests) + (
-        "; an upload run has not started yet: new uploads wait" if held else ""
-    )
+    summary = tick_summary(found, requests) + (f"; {held}" if held else "")
     context.log.info(summary)
     if not requests:
         return SensorResult(skip_reason=summary, cursor=found.cursor.to_json())

@@ -387,7 +387,7 @@ def test_a_burst_is_split_over_the_runs_that_can_run_at_once_and_a_trickle_stays
 def test_the_sensor_splits_by_the_instance_run_queue_limit() -> None:
     from dagster import instance_for_test
 
-    from orchestration.sensors import concurrent_runs
+    from orchestration.sensors import BATCH_TAG, concurrent_runs
 
     queued = {
         "run_coordinator": {
@@ -398,6 +398,9 @@ def test_the_sensor_splits_by_the_instance_run_queue_limit() -> None:
     }
     with instance_for_test(overrides=queued) as instance:
         assert concurrent_runs(instance) == 3
+    queued["run_coordinator"]["config"]["tag_concurrency_limits"] = [{"key": BATCH_TAG, "limit": 2}]
+    with instance_for_test(overrides=queued) as instance:  # upload runs limited below the run limit
+        assert concurrent_runs(instance) == 2
     with instance_for_test() as instance:  # no queue limit known: one run per batch_size
         assert concurrent_runs(instance) >= 1
 
@@ -411,3 +414,75 @@ def test_queued_batches_split_a_backlog_and_keep_every_upload_once(env) -> None:
     assert [len(b.upload_ids) for b in batches] == [3, 3, 3, 3]
     assert sorted(i for b in batches for i in b.upload_ids) == sorted(_ids(engine))
     assert len({b.run_key for b in batches}) == 4 and len(keys) == 12
+
+
+def test_a_running_batch_takes_on_uploads_confirmed_after_it_was_queued_up_to_batch_size(env) -> None:
+    """A burst still arriving goes to the run already started (no tick, no new run start-up); the rows it
+    takes on name its batch, so a retry of that run finds them, and no run grows past `batch_size`."""
+    from dataclasses import replace
+
+    from core.uploads import take_confirmed
+
+    engine, store, _resources = env
+    limits = UploadLimits(min_batch=2, batch_size=5, recheck_days=0)
+    plan = replace(PLAN, uploads=limits)
+    for i in range(2):
+        put(store, "gus", f"a{i}", seed=i)
+    discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, limits)
+    [batch] = queue_batches(engine, limits)
+    for i in range(5):  # confirmed while the batch's run starts
+        put(store, "gus", f"b{i}", seed=10 + i)
+    discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, limits)
+    assert take_confirmed(engine, day=YESTERDAY, batch_key=batch.run_key, limit=5) == []  # its day only
+
+    stats = process_uploads(
+        engine, store, plan, upload_ids=batch.upload_ids, day=TODAY, batch_key=batch.run_key
+    )
+
+    assert (stats.uploads, stats.taken_on, stats.accepted) == (5, 3, 5)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(Upload.status, Upload.batch_key)).all()
+    assert sorted(r.status for r in rows) == ["confirmed"] * 2 + ["processed"] * 5
+    assert {r.batch_key for r in rows if r.status == "processed"} == {batch.run_key}
+
+
+def test_uploads_another_transaction_is_taking_are_skipped_never_taken_twice(env) -> None:
+    from core.uploads import take_confirmed
+
+    engine, store, _resources = env
+    for i in range(6):
+        put(store, "hal", f"c{i}", seed=i)
+    discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, UploadLimits(recheck_days=0))
+    ids = sorted(_ids(engine))
+    with engine.connect() as other:  # e.g. the sensor queueing a batch at the same moment
+        with other.begin():
+            locked = other.execute(
+                sa.select(Upload.id).where(Upload.id.in_(ids[:3])).with_for_update()
+            ).scalars()
+            assert sorted(locked) == ids[:3]
+            assert take_confirmed(engine, day=TODAY, batch_key="run-b", limit=10) == ids[3:]
+        assert take_confirmed(engine, day=TODAY, batch_key="run-c", limit=10) == ids[:3]
+    assert take_confirmed(engine, day=TODAY, batch_key="run-d", limit=10) == []
+
+
+def test_new_uploads_wait_while_as_many_upload_runs_run_as_the_instance_allows(
+    env, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Those runs take the backlog on themselves; a run requested now would only queue behind them."""
+    from dagster import DagsterRunStatus
+
+    from orchestration.definitions import build_definitions
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("MEDIA_PLATFORM_DATA_DIR", str(tmp_path / "data"))
+    engine, store, resources = env
+    with DagsterInstance.ephemeral() as instance:  # no run queue limit: one run at a time
+        job = build_definitions().resolve_job_def("process_uploads_job")
+        running = instance.create_run_for_job(job, status=DagsterRunStatus.STARTED)
+        keys = [put(store, "ida", f"r{i}", seed=i) for i in range(3)]
+        held = tick(resources, None, instance)
+        assert held.run_requests == []
+        assert held.skip_reason is not None and "take on new uploads" in held.skip_reason.skip_message
+        instance.report_run_canceled(running)
+        released = tick(resources, held.cursor, instance)
+        assert len(released.run_requests) == 1 and requested_keys(engine, released) == sorted(keys)

@@ -245,3 +245,30 @@ def test_processed_uploads_asset_materializes_a_batch_from_run_config(env, datab
     metadata = result.asset_materializations_for_node("media__processed_uploads")[0].metadata
     assert (metadata["accepted"].value, metadata["rejected"].value, metadata["variants"].value) == (3, 1, 15)
     assert [e.passed for e in result.get_asset_check_evaluations()] == [True]
+
+
+def test_variants_runs_leave_a_fresh_upload_to_its_own_run_then_catch_up_on_it(env) -> None:
+    """An upload run renders its uploads' full sets right after the batch's thumbnails; a variants run
+    planned meanwhile must not render the same originals beside it. Past the window it takes them."""
+    from core.variants import ids_needing_variants
+
+    engine, store = env
+    row_id = upload(engine, store, jpeg_bytes(photo(120, 90)), "fresh.jpg")
+    process_uploads(engine, store, PLAN, upload_ids=[row_id])
+    with engine.begin() as conn:  # as if its full set were still being rendered by its run
+        object_id = conn.execute(sa.select(Upload.object_id).where(Upload.id == row_id)).scalar_one()
+        conn.execute(
+            sa.delete(Variant).where(Variant.parent_object_id == object_id, Variant.variant_name == "avif")
+        )
+
+    def planned(since: dt.datetime | None) -> list[int]:
+        return [
+            i for page in ids_needing_variants(engine, PLAN, uploads_processed_since=since) for i, _ in page
+        ]
+
+    now = dt.datetime.now(dt.UTC)
+    assert planned(None) == [object_id]  # the asset check still sees the gap
+    assert planned(now - dt.timedelta(minutes=30)) == []  # its run's to finish
+    with engine.begin() as conn:
+        conn.execute(sa.update(Upload).values(processed_at=now - dt.timedelta(hours=1)))
+    assert planned(now - dt.timedelta(minutes=30)) == [object_id]  # the run did not: catch up
