@@ -13,7 +13,8 @@ p50/p95/max. Baselines from the same run and the same images, after the daemon i
 rendering one image (`render_variants`, as benchmarks/variants.py does; sampled), and the burst's images
 rendered on 2 processes (the issue's "full set within 1.3x the rendering benchmark on 2 processes").
 The timeline splits the median upload's wait into sensor (PUT -> its run created), queue + launch
-(created -> the run worker started the run), and the run itself, from the instance's run records.
+(created -> the run worker started the run), and the run itself, from the instance's run records; an
+upload a running run took on (`core.uploads.take_confirmed`) is counted apart, PUT -> thumbnails.
 
     PYTHONPATH=. python benchmarks/fresh_uploads.py [--minutes 5] [--burst 1000] [--megapixels 0.3-1.0]
 """
@@ -194,6 +195,7 @@ def timeline(engine, instance, uploads: dict[int, dt.datetime], label: str) -> N
         )
     }
     names = list(stages)
+    taken_on: list[float] = []  # PUT -> thumbnails of uploads a running run took on
     for upload_id, put_at in uploads.items():
         record = upload_runs.get(batch_of.get(upload_id) or "")
         thumbs, full = times.get(upload_id, (None, None))
@@ -202,9 +204,12 @@ def timeline(engine, instance, uploads: dict[int, dt.datetime], label: str) -> N
         created, started = ts(record.create_timestamp), ts(record.start_time)
         if started is None:
             continue
-        stages[names[0]].append(created - put_at.timestamp())
-        stages[names[1]].append(started - created)
-        stages[names[2]].append(thumbs.timestamp() - started)
+        if created < put_at.timestamp():  # taken on by a run already running (no tick, no start-up)
+            taken_on.append(thumbs.timestamp() - put_at.timestamp())
+        else:
+            stages[names[0]].append(created - put_at.timestamp())
+            stages[names[1]].append(started - created)
+            stages[names[2]].append(thumbs.timestamp() - started)
         if full is None or full.timestamp() - thumbs.timestamp() < 1.0:  # none, or rendered inline
             continue
         # the automation run that recorded the full set (created after the thumbnails, ended after it)
@@ -226,6 +231,11 @@ def timeline(engine, instance, uploads: dict[int, dt.datetime], label: str) -> N
     for name, values in stages.items():
         if values:
             print(f"    {name:<48} {pct(values, 50):6.1f} / {pct(values, 95):6.1f}  (n={len(values)})")
+    if taken_on:
+        print(
+            f"    {'taken on by a running run (PUT -> thumbnails)':<48} {pct(taken_on, 50):6.1f} / "
+            f"{pct(taken_on, 95):6.1f}  (n={len(taken_on)})"
+        )
     print(f"    runs: {len(upload_runs)} upload runs, {len(auto_runs)} automation runs")
 
 
