@@ -47,6 +47,7 @@ import secrets
 import tempfile
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -385,6 +386,10 @@ def queue_batches(
 
 
 _RETRY_SUFFIX = "/retry-"
+#: Uploads (then originals' full sets) one upload run works on at once: one renders while the other's
+#: files and catalog rows are written, each fsync-ed (benchmarks/fresh_uploads.py: one at a time left a
+#: run's core 10 % idle). Pillow's encoders release the GIL.
+RENDERS_IN_FLIGHT = 2
 
 
 def rekey_batch(engine: sa.Engine, batch: UploadBatch, now: dt.datetime) -> UploadBatch | None:
@@ -419,6 +424,16 @@ class UploadStats:
     seconds: float = 0.0
     image_originals: list[int] = field(default_factory=list)  # rendered thumbnails first; full set next
     taken_on: int = 0  # confirmed after the batch was queued, taken on by its run (`take_confirmed`)
+
+    def merge(self, other: UploadStats) -> None:
+        """Add one upload's outcome (processed in a worker thread) to the run's."""
+        for name in ("uploads", "accepted", "rejected", "deferred", "documents", "taken_on"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for code, count in other.rejected_by_reason.items():
+            self.rejected_by_reason[code] = self.rejected_by_reason.get(code, 0) + count
+        self.variants.merge(other.variants)
+        self.latencies.extend(other.latencies)
+        self.image_originals.extend(other.image_originals)
 
 
 def validate_upload(data: bytes, limits: UploadLimits) -> MediaInfo:
@@ -661,35 +676,35 @@ def process_uploads(
     started = time.perf_counter()
     stats = UploadStats()
     rows = uploads_to_process(engine, upload_ids=upload_ids, day=day, batch_key=batch_key)
-    while rows:
-        for row in rows:
-            stats.uploads += 1
-            try:
-                _process_one(engine, store, plan, row, stats, lineage)
-            except ObjectStoreError as exc:
-                # Storage still failing after retries: back to `confirmed` so the next tick re-batches it.
-                logger.warning("upload %s deferred: %s", row.upload_key, exc)
-                with engine.begin() as conn:
-                    conn.execute(
-                        sa.update(Upload)
-                        .where(Upload.id == row.id)
-                        .values(status="confirmed", batch_key=None)
-                    )
-                stats.deferred += 1
-        if batch_key is None or day is None or stats.deferred:  # storage failing: do not take on more
-            break
-        room = min(limits.min_batch, limits.batch_size - stats.uploads)
-        taken = take_confirmed(engine, day=day, batch_key=batch_key, limit=room)
-        stats.taken_on += len(taken)
-        rows = uploads_to_process(engine, upload_ids=taken) if taken else []
+    with ThreadPoolExecutor(max_workers=RENDERS_IN_FLIGHT, thread_name_prefix="upload") as workers:
+        while rows:
+            # Two uploads at a time: one renders while the other's files and catalog rows are written.
+            outcomes = [
+                (row, workers.submit(_process_one_upload, engine, store, plan, row, lineage)) for row in rows
+            ]
+            for row, outcome in outcomes:
+                stats.uploads += 1
+                try:
+                    stats.merge(outcome.result())
+                except ObjectStoreError as exc:
+                    # Storage still failing after retries: back to `confirmed` so the next tick re-batches it.
+                    logger.warning("upload %s deferred: %s", row.upload_key, exc)
+                    with engine.begin() as conn:
+                        conn.execute(
+                            sa.update(Upload)
+                            .where(Upload.id == row.id)
+                            .values(status="confirmed", batch_key=None)
+                        )
+                    stats.deferred += 1
+            if batch_key is None or day is None or stats.deferred:  # storage failing: take on no more
+                break
+            room = min(limits.min_batch, limits.batch_size - stats.uploads)
+            taken = take_confirmed(engine, day=day, batch_key=batch_key, limit=room)
+            stats.taken_on += len(taken)
+            rows = uploads_to_process(engine, upload_ids=taken) if taken else []
     _render_rest_of_the_set(engine, store, plan, stats, lineage)
     stats.seconds = time.perf_counter() - started
     return stats
-
-
-#: Originals whose full sets one upload run renders at once: one renders while the other's files and
-#: catalog rows are written (measured, benchmarks/fresh_uploads.py: a run alone left its core ~10 % idle).
-RENDERS_IN_FLIGHT = 2
 
 
 def _render_rest_of_the_set(
@@ -746,6 +761,15 @@ def inline_specs(plan: VariantPlan) -> list[VariantSpec]:
     so a fresh upload has them within seconds. The full-size WebP and AVIF follow in the same run once
     the whole batch has its thumbnails (`_render_rest_of_the_set`)."""
     return [spec for spec in plan.specs if spec.kind == "thumbnail"]
+
+
+def _process_one_upload(
+    engine: sa.Engine, store: ObjectStore, plan: VariantPlan, row: sa.Row, lineage: RunLineage
+) -> UploadStats:
+    """One upload's outcome, on its own stats (uploads run two at a time in worker threads)."""
+    outcome = UploadStats()
+    _process_one(engine, store, plan, row, outcome, lineage)
+    return outcome
 
 
 def _process_one(
