@@ -130,13 +130,13 @@ AUTOMATION_INTERVAL = 10
 _NOT_YET_RUNNING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING]
 
 
-def why_uploads_wait(instance: DagsterInstance, since: dt.datetime, parallel_runs: int) -> str | None:
-    """Why this tick batches no new uploads (None: it does). While an upload run has not started, new
-    uploads stay `confirmed` and travel together in the next tick's batch: one run start-up (a process
-    importing Dagster and the platform, seconds of CPU) for the backlog instead of one per tick. While
-    as many upload runs run as the instance runs at once, they take the backlog on themselves
-    (`core.uploads.take_confirmed`); a new run would only queue behind them with uploads they could have
-    done. Runs created before `since` (stuck in the queue) no longer hold anything back."""
+def free_upload_runs(instance: DagsterInstance, since: dt.datetime, parallel_runs: int) -> tuple[int, str]:
+    """How many new upload runs this tick may request (0: none, and why). While an upload run has not
+    started, new uploads stay `confirmed` and travel together in the next tick's batch: one run start-up
+    (a process importing Dagster and the platform, seconds of CPU) for the backlog instead of one per
+    tick. Running upload runs take the backlog on themselves (`core.uploads.take_confirmed`), so a tick
+    requests only the runs that can start now; a run requested beyond them would only queue behind them
+    with uploads they could have done. Runs created before `since` (stuck) no longer hold anything."""
     records = instance.get_run_records(
         filters=RunsFilter(
             job_name=process_uploads_job.name,
@@ -145,10 +145,10 @@ def why_uploads_wait(instance: DagsterInstance, since: dt.datetime, parallel_run
         ),
     )
     if any(r.dagster_run.status in _NOT_YET_RUNNING for r in records):
-        return "an upload run has not started yet: new uploads wait"
+        return 0, "an upload run has not started yet: new uploads wait"
     if len(records) >= parallel_runs:
-        return f"the upload runs already running ({len(records)}) take on new uploads"
-    return None
+        return 0, f"the upload runs already running ({len(records)}) take on new uploads"
+    return parallel_runs - len(records), ""
 
 
 def concurrent_runs(instance: DagsterInstance) -> int:
@@ -184,9 +184,8 @@ def upload_sensor(
         engine, object_store.store(), UploadCursor.from_json(context.cursor), now.date(), limits
     )
     since = now - dt.timedelta(minutes=limits.requeue_after_minutes)
-    parallel_runs = concurrent_runs(context.instance)
-    held = why_uploads_wait(context.instance, since, parallel_runs)
-    batches = [] if held else queue_batches(engine, limits, now=now, parallel_runs=parallel_runs)
+    free, held = free_upload_runs(context.instance, since, concurrent_runs(context.instance))
+    batches = queue_batches(engine, limits, now=now, parallel_runs=free, max_batches=free) if free else []
     requests = requests_for(context, engine, batches, now)
     summary = tick_summary(found, requests) + (f"; {held}" if held else "")
     context.log.info(summary)

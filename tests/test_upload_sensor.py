@@ -486,3 +486,28 @@ def test_new_uploads_wait_while_as_many_upload_runs_run_as_the_instance_allows(
         instance.report_run_canceled(running)
         released = tick(resources, held.cursor, instance)
         assert len(released.run_requests) == 1 and requested_keys(engine, released) == sorted(keys)
+
+
+def test_a_tick_requests_only_the_upload_runs_that_can_start_now(database_url: str, monkeypatch) -> None:
+    """The rest of a backlog stays `confirmed` for the running runs to take on, instead of runs queued
+    behind them."""
+    monkeypatch.setenv("DATABASE_URL", database_url)  # before the definitions load
+    from dagster import DagsterRunStatus, instance_for_test
+
+    from orchestration.definitions import build_definitions
+    from orchestration.sensors import free_upload_runs
+
+    job = build_definitions().resolve_job_def("process_uploads_job")
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
+    with instance_for_test() as instance:
+        assert free_upload_runs(instance, since, parallel_runs=2) == (2, "")
+        first = instance.create_run_for_job(job, status=DagsterRunStatus.STARTED)
+        assert free_upload_runs(instance, since, parallel_runs=2) == (1, "")
+        instance.create_run_for_job(job, status=DagsterRunStatus.STARTED)
+        free, why = free_upload_runs(instance, since, parallel_runs=2)
+        assert free == 0 and "take on new uploads" in why
+        instance.report_run_canceled(first)
+        instance.create_run_for_job(job, status=DagsterRunStatus.STARTING)
+        free, why = free_upload_runs(instance, since, parallel_runs=2)
+        assert free == 0 and "not started" in why
+        assert free_upload_runs(instance, dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1), 2) == (2, "")
