@@ -766,20 +766,10 @@ def inline_specs(plan: VariantPlan) -> list[VariantSpec]:
 def _process_one_upload(
     engine: sa.Engine, store: ObjectStore, plan: VariantPlan, row: sa.Row, lineage: RunLineage
 ) -> UploadStats:
-    """One upload's outcome, on its own stats (uploads run two at a time in worker threads)."""
-    outcome = UploadStats()
-    _process_one(engine, store, plan, row, outcome, lineage)
-    return outcome
+    """One upload's outcome, on stats of its own (uploads run two at a time in worker threads; the run
+    merges them)."""
+    stats = UploadStats()
 
-
-def _process_one(
-    engine: sa.Engine,
-    store: ObjectStore,
-    plan: VariantPlan,
-    row: sa.Row,
-    stats: UploadStats,
-    lineage: RunLineage,
-) -> None:
     def reject(
         code: str,
         reason: str,
@@ -800,14 +790,14 @@ def _process_one(
             "invalid_upload_key",
             "key is not uploads/YYYY/MM/DD/<owner>/<id>-<name> (not built by the server)",
         )
-        return
+        return stats
     if row.owner_id == parsed.owner_id and owner_from_segment(parsed.owner_id) is None:
         reject(
             "unresolvable_owner",
             f"owner segment {parsed.owner_id!r} is encoded (the owner id is not plain) and cannot be read "
             "back; upload through request_upload so the exact owner id is recorded",
         )
-        return
+        return stats
     head = retry_transient(lambda: store.head(row.upload_key))
     if head is None:
         reject(
@@ -815,11 +805,11 @@ def _process_one(
             "the upload was confirmed but no object exists under its key",
             keep_bytes=False,
         )
-        return
+        return stats
     limits = plan.uploads
     if head.size > max(limits.max_image_bytes, limits.max_document_bytes):  # refuse before reading it
         reject("too_large", f"{head.size:,} bytes is over every upload limit", info=head)
-        return
+        return stats
     data = retry_transient(lambda: store.get_bytes(row.upload_key))
     try:
         info = validate_upload(data, limits)
@@ -830,10 +820,10 @@ def _process_one(
             rendered = render_variants(data, inline_specs(plan), threads=plan.threads)
     except MediaRejected as exc:
         reject(exc.code, exc.reason, data, head)
-        return
+        return stats
     except ImageDecodeError as exc:
         reject(exc.code, exc.reason, data, head)
-        return
+        return stats
     sha256 = sha256_hex(data)
     object_id, blob = _catalog_upload(engine, store, data, sha256, info, row.owner_id, row.id, lineage)
     if rendered is not None:
@@ -860,6 +850,7 @@ def _process_one(
         )
     stats.accepted += 1
     stats.latencies.append((dt.datetime.now(dt.UTC) - head.last_modified).total_seconds())
+    return stats
 
 
 def pending_uploads(engine: sa.Engine) -> int:
