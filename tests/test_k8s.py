@@ -134,6 +134,15 @@ def test_helm_values_match_the_instance_and_the_image() -> None:
     assert values["concurrency"]["pools"]["defaultLimit"] == pools["default_limit"]
     assert values["concurrency"]["runs"]["maxConcurrentRuns"] == runs["max_concurrent_runs"]
     root = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    # Runs dequeued together launch in parallel everywhere (the one machine also dequeues every second).
+    coordinator = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    threads = {k: v for k, v in root["run_coordinator"]["config"].items() if k.startswith("dequeue_")}
+    assert threads.pop("dequeue_interval_seconds") == 1
+    assert instance["run_coordinator"]["config"] == threads
+    assert (coordinator["dequeueUseThreads"], coordinator["dequeueNumWorkers"]) == (
+        threads["dequeue_use_threads"],
+        threads["dequeue_num_workers"],
+    )
     # The same limits as on one machine, except the one-machine cap on upload runs (2, its cores): here
     # each upload run is a pod of its own, so they run up to the run limit.
     assert instance["concurrency"]["pools"] == root["concurrency"]["pools"]
