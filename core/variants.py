@@ -61,6 +61,7 @@ class VariantStats:
     variants_failed: int = 0
     images_failed: int = 0
     images_deferred: int = 0  # storage still failing after retries: left for the next run
+    images_busy: int = 0  # another process was rendering it (its render lock was held): left to that one
     # originals' bytes next to what their full-size WebP / AVIF weigh, for "bytes saved" metadata
     bytes_original_webp: int = 0
     bytes_webp: int = 0
@@ -352,6 +353,41 @@ def process_original(
     return stats
 
 
+#: First key of `pg_try_advisory_xact_lock(namespace, original)`: "rendering this original's variants".
+RENDER_LOCK_NAMESPACE = 0x56415249  # "VARI"
+
+
+def process_original_alone(
+    store: ObjectStore,
+    engine: sa.Engine,
+    original: Original,
+    plan: VariantPlan,
+    *,
+    retry_failed: bool = False,
+    pool: ThreadPoolExecutor | None = None,
+    lineage: RunLineage = NO_RUN,
+) -> VariantStats:
+    """`process_original` holding the original's render lock (a Postgres advisory lock, released when the
+    holding transaction ends, however the render ends). An original another process is rendering is left
+    to it: upload runs share each other's full sets, and a variants run meeting one of them skips it,
+    instead of two processes rendering the same image on the same cores."""
+    with engine.begin() as lock:
+        held = lock.scalar(
+            sa.select(
+                sa.func.pg_try_advisory_xact_lock(
+                    sa.cast(RENDER_LOCK_NAMESPACE, sa.Integer),
+                    sa.cast(original.id % 2**31, sa.Integer),  # int4 key; a collision only skips one
+                )
+            )
+        )
+        if not held:
+            return VariantStats(images_busy=1)
+        # The lock's holder committed its rows before releasing it, so what is still missing is current.
+        return process_original(
+            store, engine, original, plan, retry_failed=retry_failed, pool=pool, lineage=lineage
+        )
+
+
 def process_batch(
     store: ObjectStore,
     engine: sa.Engine,
@@ -366,7 +402,8 @@ def process_batch(
     """Variants for a batch of originals, `in_flight` at a time (bounded memory); storage puts overlap in
     a small thread pool because they are I/O-bound. With `in_flight` 2, one original renders while the
     other waits for its storage writes and catalog commit (fsyncs), so one process keeps its core busy
-    (Pillow's encoders release the GIL). `progress` is advanced per original."""
+    (Pillow's encoders release the GIL). Each original is rendered under its render lock
+    (`process_original_alone`). `progress` is advanced per original."""
     started = time.perf_counter()
     total = VariantStats()
     in_flight = max(1, in_flight)
@@ -384,7 +421,7 @@ def process_batch(
 
         for original in load_originals(engine, ids):
             future = workers.submit(
-                process_original,
+                process_original_alone,
                 store,
                 engine,
                 original,
