@@ -51,6 +51,8 @@ def upload_metadata(stats: UploadStats) -> dict[str, object]:
     return {
         "uploads": stats.uploads,
         "uploads_taken_on": stats.taken_on,
+        "rounds": stats.rounds,
+        "full_sets_of_other_runs": stats.full_sets_shared,
         "accepted": stats.accepted,
         "rejected": stats.rejected,
         "deferred": stats.deferred,
@@ -88,19 +90,24 @@ def processed_uploads(
 ) -> MaterializeResult:
     day = dt.date.fromisoformat(context.partition_key)
     store = object_store.store()
+    plan = load_variant_plan()
+    batch_key = context.run.tags.get(BATCH_TAG)
     stats = process_uploads(
         postgres.engine(),
         store,
-        load_variant_plan(),
+        plan,
         upload_ids=config.upload_ids or None,
         day=day,
         run_id=context.run_id,
         lineage=run_lineage(context),
-        batch_key=context.run.tags.get(BATCH_TAG),
+        batch_key=batch_key,
+        # the sensor's runs wait for the next uploads; a run launched by hand ends with its batch
+        linger_seconds=plan.uploads.linger_seconds if batch_key else 0.0,
     )
     context.log.info(
-        f"{stats.uploads} uploads ({stats.taken_on} taken on while running): {stats.accepted} accepted, "
-        f"{stats.rejected} rejected, {stats.deferred} deferred; {stats.variants.variants_ready} variants"
+        f"{stats.uploads} uploads ({stats.taken_on} taken on while running, {stats.rounds} rounds): "
+        f"{stats.accepted} accepted, {stats.rejected} rejected, {stats.deferred} deferred; "
+        f"{stats.variants.variants_ready} variants ({stats.full_sets_shared} other runs' full sets)"
     )
     return MaterializeResult(
         metadata={**upload_metadata(stats), **report_store_stats(context.log, "uploads", (store, "store"))}

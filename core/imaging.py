@@ -102,6 +102,8 @@ class UploadLimits(ConfigModel):
     first_days: int = Field(default=2, ge=0)
     max_keys_per_tick: int = Field(default=5000, ge=0)
     requeue_after_minutes: int = Field(default=30, ge=0)
+    linger_seconds: float = Field(default=30, ge=0)
+    run_minutes: float = Field(default=10, ge=0)
 
     @model_validator(mode="before")
     @classmethod

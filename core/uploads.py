@@ -27,8 +27,10 @@ key, because Dagster never runs a run key twice. A batch still queued after `req
 requested again: with the same run key when no run of it exists (the request was lost), with a new one
 (`rekey_batch`) when its runs all ended without processing it, not at all while a run is in flight.
 A batch's run also takes on the day's uploads confirmed after it was queued (`take_confirmed`, SKIP
-LOCKED, `min_batch` at a time up to `batch_size` in all), moving them into its batch: a burst still
+LOCKED, `min_batch` at a time up to `batch_size` a round), moving them into its batch: a burst still
 arriving goes to the runs already started, and `uploads.batch_key` still names the run of every upload.
+Upload runs share the full-set work (each original under a render lock), and a run whose work is done
+waits `linger_seconds` for the next uploads before it ends (`process_uploads`).
 
 Rejected bytes: moved (verified copy, then delete) to `quarantine/<upload key>`, which no URL can grant;
 the quarantine row records the key and the `quarantined_uploads` retention policy deletes it later. An
@@ -54,7 +56,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from core.catalog.models import ObjectReference, QuarantineRecord, RetentionAudit, Upload
+from core.catalog.models import ObjectReference, QuarantineRecord, RetentionAudit, StoredObject, Upload
 from core.imaging import (
     ImageDecodeError,
     RenderResult,
@@ -76,7 +78,7 @@ from core.lineage import RunLineage
 from core.media_types import MediaInfo, MediaRejected, inspect_media
 from core.objectstore.base import ObjectInfo, ObjectNotFound, ObjectStore, ObjectStoreError, sha256_hex
 from core.objectstore.retry import retry_transient
-from core.variants import Original, VariantStats, process_batch, process_original
+from core.variants import Original, VariantStats, originals_query, process_batch, process_original
 
 logger = logging.getLogger(__name__)
 
@@ -424,6 +426,8 @@ class UploadStats:
     seconds: float = 0.0
     image_originals: list[int] = field(default_factory=list)  # rendered thumbnails first; full set next
     taken_on: int = 0  # confirmed after the batch was queued, taken on by its run (`take_confirmed`)
+    rounds: int = 1  # 1 + the rounds of uploads that came while the run lingered (`process_uploads`)
+    full_sets_shared: int = 0  # originals of other runs' uploads this run rendered the full sets of
 
     def merge(self, other: UploadStats) -> None:
         """Add one upload's outcome (processed in a worker thread) to the run's."""
@@ -652,6 +656,10 @@ def take_confirmed(engine: sa.Engine, *, day: dt.date, batch_key: str, limit: in
         return sorted(taken)
 
 
+#: How often a lingering upload run looks for newly confirmed uploads (one indexed UPDATE ... SKIP LOCKED).
+LINGER_POLL_SECONDS = 0.5
+
+
 def process_uploads(
     engine: sa.Engine,
     store: ObjectStore,
@@ -662,65 +670,173 @@ def process_uploads(
     run_id: str | None = None,
     lineage: RunLineage | None = None,
     batch_key: str | None = None,
+    linger_seconds: float = 0.0,
 ) -> UploadStats:
     """Validate a batch of uploads, store the valid ones as content-addressed originals with their
     variants, quarantine the rest with the reason; one bad upload never stops the batch. Catalog rows
     record `lineage` (the run, asset and partition; by default just `run_id`).
 
-    With `batch_key` and `day` (a sensor batch's run), the run then takes on the day's uploads confirmed
-    since, `min_batch` at a time up to `batch_size` uploads in all, before it renders the full sets: a
-    burst that is still arriving goes to the runs already started instead of waiting for a tick and a
-    run start-up (seconds of CPU) per batch, and runs that finish their own share early share the rest."""
+    With `batch_key` and `day` (a sensor batch's run), the run works in rounds. A round takes on the
+    day's uploads confirmed since, `min_batch` at a time up to `batch_size`, rendering their thumbnails,
+    then renders their full sets, then the full sets other runs' uploads still lack (`_share_full_sets`):
+    a burst still arriving goes to the runs already started instead of waiting for a tick and a run
+    start-up (seconds of CPU) per batch, and no run idles while another has a queue. Then it waits up to
+    `linger_seconds` for new uploads (the next round) and ends when none come, or once it has run
+    `run_minutes`: a trickle or a follow-on burst meets a running run."""
     lineage = lineage or RunLineage(run_id=run_id)
     limits = plan.uploads
     started = time.perf_counter()
     stats = UploadStats()
     rows = uploads_to_process(engine, upload_ids=upload_ids, day=day, batch_key=batch_key)
+    with_full_set = 0  # stats.image_originals[:with_full_set] have had their full sets rendered
     with ThreadPoolExecutor(max_workers=RENDERS_IN_FLIGHT, thread_name_prefix="upload") as workers:
         while rows:
-            # Two uploads at a time: one renders while the other's files and catalog rows are written.
-            outcomes = [
-                (row, workers.submit(_process_one_upload, engine, store, plan, row, lineage)) for row in rows
-            ]
-            for row, outcome in outcomes:
-                stats.uploads += 1
-                try:
-                    stats.merge(outcome.result())
-                except ObjectStoreError as exc:
-                    # Storage still failing after retries: back to `confirmed` so the next tick re-batches it.
-                    logger.warning("upload %s deferred: %s", row.upload_key, exc)
-                    with engine.begin() as conn:
-                        conn.execute(
-                            sa.update(Upload)
-                            .where(Upload.id == row.id)
-                            .values(status="confirmed", batch_key=None)
-                        )
-                    stats.deferred += 1
-            if batch_key is None or day is None or stats.deferred:  # storage failing: take on no more
+            round_start = stats.uploads
+            while rows:
+                _process_rows(engine, store, plan, rows, lineage, workers, stats)
+                if day is None or batch_key is None or stats.deferred:  # storage failing: take on no more
+                    break
+                room = min(limits.min_batch, limits.batch_size - (stats.uploads - round_start))
+                rows = _take_on(engine, day, batch_key, room, stats)
+            originals = stats.image_originals[with_full_set:]
+            _render_rest_of_the_set(engine, store, plan, originals, stats, lineage)
+            with_full_set = len(stats.image_originals)
+            if day is None or batch_key is None or stats.deferred:
                 break
-            room = min(limits.min_batch, limits.batch_size - stats.uploads)
-            taken = take_confirmed(engine, day=day, batch_key=batch_key, limit=room)
-            stats.taken_on += len(taken)
-            rows = uploads_to_process(engine, upload_ids=taken) if taken else []
-    _render_rest_of_the_set(engine, store, plan, stats, lineage)
+            _share_full_sets(engine, store, plan, stats, lineage, day=day, batch_key=batch_key)
+            if time.perf_counter() - started >= limits.run_minutes * 60:
+                break
+            rows = _linger(engine, day, batch_key, limits.min_batch, linger_seconds, stats)
     stats.seconds = time.perf_counter() - started
     return stats
 
 
-def _render_rest_of_the_set(
-    engine: sa.Engine, store: ObjectStore, plan: VariantPlan, stats: UploadStats, lineage: RunLineage
+def _process_rows(
+    engine: sa.Engine,
+    store: ObjectStore,
+    plan: VariantPlan,
+    rows: list[sa.Row],
+    lineage: RunLineage,
+    workers: ThreadPoolExecutor,
+    stats: UploadStats,
 ) -> None:
-    """The batch's full-size WebP and AVIF, in the same run, after every upload's thumbnails are recorded:
+    """Validate, store and thumbnail `rows`, two at a time: one renders while the other's files and
+    catalog rows are written."""
+    outcomes = [(row, workers.submit(_process_one_upload, engine, store, plan, row, lineage)) for row in rows]
+    for row, outcome in outcomes:
+        stats.uploads += 1
+        try:
+            stats.merge(outcome.result())
+        except ObjectStoreError as exc:
+            # Storage still failing after retries: back to `confirmed` so the next tick re-batches it.
+            logger.warning("upload %s deferred: %s", row.upload_key, exc)
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.update(Upload).where(Upload.id == row.id).values(status="confirmed", batch_key=None)
+                )
+            stats.deferred += 1
+
+
+def _take_on(engine: sa.Engine, day: dt.date, batch_key: str, room: int, stats: UploadStats) -> list[sa.Row]:
+    taken = take_confirmed(engine, day=day, batch_key=batch_key, limit=room)
+    stats.taken_on += len(taken)
+    return uploads_to_process(engine, upload_ids=taken) if taken else []
+
+
+def _linger(
+    engine: sa.Engine, day: dt.date, batch_key: str, room: int, seconds: float, stats: UploadStats
+) -> list[sa.Row]:
+    """The next round's first uploads, as soon as any is confirmed within `seconds`; none: the run ends."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(min(LINGER_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        if rows := _take_on(engine, day, batch_key, room, stats):
+            stats.rounds += 1
+            return rows
+    return []
+
+
+def _render_rest_of_the_set(
+    engine: sa.Engine,
+    store: ObjectStore,
+    plan: VariantPlan,
+    originals: list[int],
+    stats: UploadStats,
+    lineage: RunLineage,
+) -> None:
+    """The round's full-size WebP and AVIF, in the same run, after every upload's thumbnails are recorded:
     thumbnails come seconds after an upload, and the full set never waits on another run being
     triggered (an automation tick that misses the batch must not leave it without its set)."""
-    if not stats.image_originals:
+    if not originals:
         return
-    rest = process_batch(
-        store, engine, stats.image_originals, plan, lineage=lineage, in_flight=RENDERS_IN_FLIGHT
-    )
+    rest = process_batch(store, engine, originals, plan, lineage=lineage, in_flight=RENDERS_IN_FLIGHT)
     rest.images = 0  # the same originals, counted once already by their thumbnails
     rest.seconds = 0.0
     stats.variants.merge(rest)
+
+
+def full_sets_left_by_other_runs(
+    engine: sa.Engine,
+    plan: VariantPlan,
+    *,
+    day: dt.date,
+    batch_key: str,
+    since: dt.datetime,
+    before_upload_id: int | None = None,
+    limit: int = 50,
+) -> list[tuple[int, int]]:
+    """(upload id, original id) of `day`'s uploads processed since `since` by other runs whose originals
+    still lack their variant set, newest first: their own runs render them oldest first, so a run that
+    shares the work meets its owner in the middle."""
+    query = (
+        originals_query(plan, created_before=None)
+        .order_by(None)
+        .join(Upload, Upload.object_id == StoredObject.id)
+        .add_columns(Upload.id.label("upload_id"))
+        .where(
+            Upload.upload_date == day,
+            Upload.status == "processed",
+            Upload.processed_at >= since,
+            Upload.batch_key.is_distinct_from(batch_key),
+        )
+    )
+    if before_upload_id is not None:
+        query = query.where(Upload.id < before_upload_id)
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(Upload.id.desc()).limit(limit)).all()
+    return [(row.upload_id, row.id) for row in rows]
+
+
+def _share_full_sets(
+    engine: sa.Engine,
+    store: ObjectStore,
+    plan: VariantPlan,
+    stats: UploadStats,
+    lineage: RunLineage,
+    *,
+    day: dt.date,
+    batch_key: str,
+) -> None:
+    """Render the full sets the day's other upload runs have not reached yet, one pass, newest first.
+    Each original is rendered under its render lock (`process_original_alone`): one its own run is
+    rendering is skipped, and its run skips the ones rendered here."""
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=plan.uploads.requeue_after_minutes)
+    before: int | None = None
+    while page := full_sets_left_by_other_runs(
+        engine, plan, day=day, batch_key=batch_key, since=since, before_upload_id=before
+    ):
+        before = page[-1][0]
+        shared = process_batch(
+            store,
+            engine,
+            sorted({original for _, original in page}, reverse=True),
+            plan,
+            lineage=lineage,
+            in_flight=RENDERS_IN_FLIGHT,
+        )
+        stats.full_sets_shared += shared.images
+        shared.images, shared.seconds = 0, 0.0  # other runs' originals: counted by their runs
+        stats.variants.merge(shared)
 
 
 def _catalog_upload(

@@ -122,8 +122,9 @@ def tick_summary(found: Discovery, requests: list[RunRequest]) -> str:
 #: Seconds between the upload sensor's ticks: part of every fresh upload's wait for its thumbnails (a
 #: tick lists only the recent day prefixes, so it is cheap to run often).
 UPLOAD_SENSOR_INTERVAL = 5
-#: Seconds between automation evaluations: part of the wait for the full-size WebP/AVIF of an upload.
-AUTOMATION_INTERVAL = 10
+#: Seconds between automation evaluations (Dagster's default). Upload runs render their own full sets, so
+#: no upload waits on it; each evaluation takes daemon CPU from the runs beside it.
+AUTOMATION_INTERVAL = 30
 
 
 #: A run in these states has not begun its uploads yet.

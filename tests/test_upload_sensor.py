@@ -337,15 +337,19 @@ def test_a_stale_batch_waits_for_its_run_and_gets_a_new_key_once_its_runs_ended(
 
 
 def test_a_fresh_upload_waits_seconds_not_a_half_minute_for_its_run() -> None:
-    """Latency levers (benchmarks/fresh_uploads.py): the upload sensor ticks every few seconds, the
-    automation sensor (which requests the full-size WebP/AVIF) within 10 s, and an upload run executes
-    its one step in the run worker's process instead of starting another one."""
+    """Latency levers (benchmarks/fresh_uploads.py): the upload sensor ticks every few seconds, a
+    sensor's upload run waits for the next uploads (a trickle needs no tick and no run start-up), runs
+    dequeued together launch at once, and an upload run executes its one step in the run worker's
+    process instead of starting another one. Full sets never wait on the automation sensor."""
+    import yaml
     from dagster import in_process_executor
 
     from orchestration.definitions import defs
 
     assert defs.get_sensor_def("upload_sensor").minimum_interval_seconds <= 5
-    assert defs.get_sensor_def("media_automation").minimum_interval_seconds <= 10
+    assert PLAN.uploads.linger_seconds >= 10
+    instance = yaml.safe_load((Path(__file__).parent.parent / "dagster.yaml").read_text())
+    assert instance["run_coordinator"]["config"]["dequeue_use_threads"] is True
     assert defs.resolve_job_def("process_uploads_job").executor_def is in_process_executor  # one machine
 
 
@@ -444,6 +448,125 @@ def test_a_running_batch_takes_on_uploads_confirmed_after_it_was_queued_up_to_ba
         rows = conn.execute(sa.select(Upload.status, Upload.batch_key)).all()
     assert sorted(r.status for r in rows) == ["confirmed"] * 2 + ["processed"] * 5
     assert {r.batch_key for r in rows if r.status == "processed"} == {batch.run_key}
+
+
+def _variants_of(engine, upload_keys: list[str]) -> dict[str, dict[str, str | None]]:
+    """{upload key: {variant name: the run that rendered it (or skipped it)}} for the uploads' originals."""
+    from core.catalog.models import Variant
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(Upload.upload_key, Variant.variant_name, Variant.run_id)
+            .join(Variant, Variant.parent_object_id == Upload.object_id)
+            .where(Upload.upload_key.in_(upload_keys), Variant.status.in_(("ready", "skipped")))
+        ).all()
+    found: dict[str, dict[str, str | None]] = {key: {} for key in upload_keys}
+    for row in rows:
+        found[row.upload_key][row.variant_name] = row.run_id
+    return found
+
+
+def test_a_lingering_run_takes_on_an_upload_confirmed_while_it_waits_then_ends(env) -> None:
+    """A trickle meets a running run (no tick, no run start-up): the upload confirmed while the run
+    waits is taken on in a second round, with its thumbnails and full set, and the run ends once no
+    upload has come for `linger_seconds`."""
+    import threading
+    import time
+    from dataclasses import replace
+
+    engine, store, _resources = env
+    limits = UploadLimits(recheck_days=0, linger_seconds=3)
+    plan = replace(PLAN, uploads=limits)
+    first = put(store, "ivy", "d0", seed=1)
+    discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, limits)
+    [batch] = queue_batches(engine, limits)
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        started = time.monotonic()
+        outcome["stats"] = process_uploads(
+            engine,
+            store,
+            plan,
+            upload_ids=batch.upload_ids,
+            day=TODAY,
+            batch_key=batch.run_key,
+            run_id="lingering",
+            linger_seconds=limits.linger_seconds,
+        )
+        outcome["seconds"] = time.monotonic() - started
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while set(_variants_of(engine, [first])[first]) != {s.name for s in PLAN.specs}:
+        assert time.monotonic() < deadline and worker.is_alive()
+        time.sleep(0.1)
+    late = put(store, "ivy", "d1", seed=2)  # the run has finished its first upload and waits
+    discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, limits)
+    arrived = time.monotonic()
+    worker.join(60)
+
+    stats = outcome["stats"]
+    assert (stats.uploads, stats.taken_on, stats.rounds, stats.accepted) == (2, 1, 2, 2)
+    assert _variants_of(engine, [late])[late] == {s.name: "lingering" for s in PLAN.specs}
+    with engine.connect() as conn:
+        assert set(conn.execute(sa.select(Upload.batch_key)).scalars()) == {batch.run_key}
+    assert time.monotonic() - arrived >= limits.linger_seconds  # waited again after the second round
+
+
+def test_upload_runs_render_the_full_sets_other_runs_have_not_reached_except_one_being_rendered(
+    env,
+) -> None:
+    """A run with its own work done renders the full sets another run's uploads still lack (newest
+    first, recorded under its own run), and leaves an original whose render lock another process holds
+    to that process: no image is rendered twice."""
+    from dataclasses import replace
+
+    from core.variants import RENDER_LOCK_NAMESPACE
+
+    engine, store, _resources = env
+    limits = UploadLimits(recheck_days=0)
+    thumbnails_only = replace(PLAN, specs=tuple(s for s in PLAN.specs if s.kind == "thumbnail"))
+    keys = [put(store, "jo", f"e{i}", seed=20 + i) for i in range(3)]
+    discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, limits)
+    [slow] = queue_batches(engine, limits)
+    # the other run so far: thumbnails recorded, full sets not reached
+    process_uploads(
+        engine,
+        store,
+        thumbnails_only,
+        upload_ids=slow.upload_ids,
+        day=TODAY,
+        batch_key=slow.run_key,
+        run_id="slow",
+    )
+    mine = put(store, "jo", "f0", seed=30)
+    discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, limits)
+    [batch] = queue_batches(engine, limits)
+    with engine.connect() as conn:
+        busy = conn.execute(sa.select(Upload.object_id).where(Upload.upload_key == keys[0])).scalar_one()
+    with engine.connect() as other, other.begin():  # another process rendering keys[0]'s original
+        assert other.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(RENDER_LOCK_NAMESPACE, busy)))
+        stats = process_uploads(
+            engine,
+            store,
+            PLAN,
+            upload_ids=batch.upload_ids,
+            day=TODAY,
+            batch_key=batch.run_key,
+            run_id="quick",
+        )
+
+    assert (stats.uploads, stats.full_sets_shared) == (1, 2)
+    assert stats.variants.images_busy == 1
+    variants = _variants_of(engine, [*keys, mine])
+    assert variants[mine] == {s.name: "quick" for s in PLAN.specs}
+    for key in keys[1:]:
+        assert variants[key] == {s.name: "slow" for s in thumbnails_only.specs} | {
+            s.name: "quick" for s in PLAN.specs if s.kind == "full"
+        }
+    assert set(variants[keys[0]]) == {s.name for s in thumbnails_only.specs}  # left to its renderer
 
 
 def test_uploads_another_transaction_is_taking_are_skipped_never_taken_twice(env) -> None:
