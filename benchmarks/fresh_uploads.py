@@ -237,6 +237,22 @@ def timeline(engine, instance, uploads: dict[int, dt.datetime], label: str) -> N
             f"{pct(taken_on, 95):6.1f}  (n={len(taken_on)})"
         )
     print(f"    runs: {len(upload_runs)} upload runs, {len(auto_runs)} automation runs")
+    first_put = min(uploads.values()).timestamp()
+    per_batch: dict[str, int] = {}
+    for upload_id in ids:
+        key = batch_of.get(upload_id)
+        if key:
+            per_batch[key] = per_batch.get(key, 0) + 1
+    for key, count in sorted(per_batch.items(), key=lambda kv: ts(upload_runs[kv[0]].create_timestamp) or 0):
+        record = upload_runs.get(key)
+        if record is None:
+            continue
+        marks = (ts(record.create_timestamp), ts(record.start_time), ts(record.end_time))
+        created, started, ended = (f"{m - first_put:6.1f}" if m else "     -" for m in marks)
+        print(
+            f"    upload run {key}: {count:4d} uploads; created {created}, started {started}, "
+            f"ended {ended} s after the first PUT"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
