@@ -1,11 +1,14 @@
 """Fresh uploads end to end: the real daemon, sensors and runs, from an upload's PUT to its variants.
 
-Runs what `./dev ui` runs minus the webserver: `dagster-daemon run -w workspace.yaml` on the embedded
-default instance (dagster.yaml on a `dagster` database of an embedded Postgres, in a temporary home), the
-catalog in a database of the same server and the local object store. `upload_sensor` and
-`media_automation` are started with `dagster sensor start`. Uploads go through the app's flow
+Runs what `./dev ui` (`dagster dev`) runs minus the webserver: a code server (`dagster code-server
+start`) and `dagster-daemon run` pointed at it, on the embedded default instance (dagster.yaml on a
+`dagster` database of an embedded Postgres, in a temporary home), the catalog in a database of the same
+server and the local object store. `upload_sensor` and `media_automation` are started with
+`dagster sensor start`. Uploads go through the app's flow
 (`request_upload` -> PUT -> `confirm_upload`): first one per second for `--minutes`, then, once those are
-done, a burst of `--burst` uploads at once.
+done (and `--pause` seconds later), a burst of `--burst` uploads at once. An upload run waits
+`uploads.linger_seconds` (30) for new uploads before it ends, so a burst right after the steady uploads
+meets running runs; `--pause 45` measures a burst that has to start them (sensor tick, run start-up).
 
 Per upload, from the end of its PUT (client clock; the catalog's `variants.created_at` on the same
 machine) to its three thumbnails `ready` and to the full set (WebP and AVIF too, `ready` or `skipped`):
@@ -16,7 +19,8 @@ The timeline splits the median upload's wait into sensor (PUT -> its run created
 (created -> the run worker started the run), and the run itself, from the instance's run records; an
 upload a running run took on (`core.uploads.take_confirmed`) is counted apart, PUT -> thumbnails.
 
-    PYTHONPATH=. python benchmarks/fresh_uploads.py [--minutes 5] [--burst 1000] [--megapixels 0.3-1.0]
+    PYTHONPATH=. python benchmarks/fresh_uploads.py [--minutes 5] [--burst 1000] [--pause 0]
+        [--megapixels 0.3-1.0]
 """
 
 from __future__ import annotations
@@ -255,12 +259,59 @@ def timeline(engine, instance, uploads: dict[int, dt.datetime], label: str) -> N
         )
 
 
+def start_code_server(bindir: Path, work: Path, log) -> tuple[subprocess.Popen, Path]:
+    """The code location served as `dagster dev` (`./dev ui`) serves it: one long-lived
+    `dagster code-server start` process, and a workspace pointing the daemon at its socket. A daemon
+    given workspace.yaml itself (`python_module`) would start a code server of its own and replace it
+    every 60 s (Dagster's RELOAD_WORKSPACE_INTERVAL), each replacement importing the platform again."""
+    socket = work / "code.sock"
+    server = subprocess.Popen(
+        [
+            str(bindir / "dagster"),
+            "code-server",
+            "start",
+            "--socket",
+            str(socket),
+            "-m",
+            "orchestration.definitions",
+            "-a",
+            "defs",
+            "-d",
+            str(ROOT),
+            "--location-name",
+            "media_platform",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    workspace = work / "workspace.yaml"
+    workspace.write_text(
+        f"load_from:\n  - grpc_server:\n      socket: {socket}\n      location_name: media_platform\n"
+    )
+    deadline = time.monotonic() + 180
+    while subprocess.run(
+        [str(bindir / "dagster"), "api", "grpc-health-check", "--socket", str(socket)],
+        capture_output=True,
+    ).returncode:
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise SystemExit(f"the code server did not start (log {log.name})")
+        time.sleep(1)
+    return server, workspace
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--minutes", type=float, default=5.0, help="uploads at 1 per second for this long")
     parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument(
+        "--pause", type=float, default=0.0, help="seconds between the steady uploads' end and the burst"
+    )
     parser.add_argument("--megapixels", default="0.3-1.0", help="uploads' pixel count range, log-uniform")
     parser.add_argument("--timeout", type=float, default=1800, help="give up waiting after this long")
     parser.add_argument("--baseline-sample", type=int, default=20, help="images timed one by one")
@@ -302,8 +353,9 @@ def main(argv: list[str] | None = None) -> int:
 
     bindir = Path(sys.executable).parent
     log = open(work / "daemon.log", "w")  # noqa: SIM115 - closed at the end
+    code_server, workspace = start_code_server(bindir, work, log)
     daemon = subprocess.Popen(
-        [str(bindir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        [str(bindir / "dagster-daemon"), "run", "-w", str(workspace)],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -312,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in ("upload_sensor", "media_automation"):
             subprocess.run(
-                [str(bindir / "dagster"), "sensor", "start", name, "-w", "workspace.yaml"],
+                [str(bindir / "dagster"), "sensor", "start", name, "-w", str(workspace)],
                 cwd=ROOT,
                 check=True,
                 capture_output=True,
@@ -333,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(max(0.0, begin + i + 1 - time.monotonic()))
         wait_done(engine, list(steady), args.timeout, "steady")
 
+        if args.pause:
+            print(f"pause: {args.pause:.0f}s before the burst", flush=True)
+            time.sleep(args.pause)
         burst: dict[int, dt.datetime] = {}
         burst_started = dt.datetime.now(dt.UTC)
         for data in burst_images:
@@ -343,11 +398,12 @@ def main(argv: list[str] | None = None) -> int:
         wait_done(engine, list(burst), args.timeout, "burst")
         load_during = os.getloadavg()
     finally:
-        os.killpg(daemon.pid, signal.SIGTERM)
-        try:
-            daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
+        for process in (daemon, code_server):  # the code server's group holds the run workers
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
         log.close()
 
     print(f"load average at the end of the runs: {' '.join(f'{v:.1f}' for v in load_during)}")
