@@ -409,6 +409,20 @@ def test_the_sensor_splits_by_the_instance_run_queue_limit() -> None:
         assert concurrent_runs(instance) >= 1
 
 
+def run_batch(engine, store, plan, batch, run_id: str | None = None, linger_seconds: float = 0.0):
+    """What the sensor's run of `batch` does: the processed_uploads asset's core call with its batch key."""
+    return process_uploads(
+        engine,
+        store,
+        plan,
+        upload_ids=batch.upload_ids,
+        day=batch.day,
+        batch_key=batch.run_key,
+        run_id=run_id,
+        linger_seconds=linger_seconds,
+    )
+
+
 def test_queued_batches_split_a_backlog_and_keep_every_upload_once(env) -> None:
     engine, store, _resources = env
     keys = [put(store, f"owner{i % 3}", f"b{i}", seed=i) for i in range(12)]
@@ -439,9 +453,7 @@ def test_a_running_batch_takes_on_uploads_confirmed_after_it_was_queued_up_to_ba
     discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, limits)
     assert take_confirmed(engine, day=YESTERDAY, batch_key=batch.run_key, limit=5) == []  # its day only
 
-    stats = process_uploads(
-        engine, store, plan, upload_ids=batch.upload_ids, day=TODAY, batch_key=batch.run_key
-    )
+    stats = run_batch(engine, store, plan, batch)
 
     assert (stats.uploads, stats.taken_on, stats.accepted) == (5, 3, 5)
     with engine.connect() as conn:
@@ -483,18 +495,7 @@ def test_a_lingering_run_takes_on_an_upload_confirmed_while_it_waits_then_ends(e
     outcome: dict[str, object] = {}
 
     def run() -> None:
-        started = time.monotonic()
-        outcome["stats"] = process_uploads(
-            engine,
-            store,
-            plan,
-            upload_ids=batch.upload_ids,
-            day=TODAY,
-            batch_key=batch.run_key,
-            run_id="lingering",
-            linger_seconds=limits.linger_seconds,
-        )
-        outcome["seconds"] = time.monotonic() - started
+        outcome["stats"] = run_batch(engine, store, plan, batch, "lingering", limits.linger_seconds)
 
     worker = threading.Thread(target=run)
     worker.start()
@@ -532,15 +533,7 @@ def test_upload_runs_render_the_full_sets_other_runs_have_not_reached_except_one
     discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, limits)
     [slow] = queue_batches(engine, limits)
     # the other run so far: thumbnails recorded, full sets not reached
-    process_uploads(
-        engine,
-        store,
-        thumbnails_only,
-        upload_ids=slow.upload_ids,
-        day=TODAY,
-        batch_key=slow.run_key,
-        run_id="slow",
-    )
+    run_batch(engine, store, thumbnails_only, slow, "slow")
     mine = put(store, "jo", "f0", seed=30)
     discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, limits)
     [batch] = queue_batches(engine, limits)
@@ -548,15 +541,7 @@ def test_upload_runs_render_the_full_sets_other_runs_have_not_reached_except_one
         busy = conn.execute(sa.select(Upload.object_id).where(Upload.upload_key == keys[0])).scalar_one()
     with engine.connect() as other, other.begin():  # another process rendering keys[0]'s original
         assert other.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(RENDER_LOCK_NAMESPACE, busy)))
-        stats = process_uploads(
-            engine,
-            store,
-            PLAN,
-            upload_ids=batch.upload_ids,
-            day=TODAY,
-            batch_key=batch.run_key,
-            run_id="quick",
-        )
+        stats = run_batch(engine, store, PLAN, batch, "quick")
 
     assert (stats.uploads, stats.full_sets_shared) == (1, 2)
     assert stats.variants.images_busy == 1
