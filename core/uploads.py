@@ -817,8 +817,9 @@ def _share_full_sets(
     day: dt.date,
     batch_key: str,
 ) -> None:
-    """Render the full sets the day's other upload runs have not reached yet, one pass, newest first.
-    Each original is rendered under its render lock (`process_original_alone`): one its own run is
+    """Render the full sets the day's other upload runs have not reached yet, one pass, in pages from the
+    newest uploads down (within a page `process_batch` goes by original id). Each original is rendered
+    under its render lock (`process_original_alone`): one its own run is
     rendering is skipped, and its run skips the ones rendered here."""
     since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=plan.uploads.requeue_after_minutes)
     before: int | None = None
@@ -829,7 +830,7 @@ def _share_full_sets(
         shared = process_batch(
             store,
             engine,
-            sorted({original for _, original in page}, reverse=True),
+            list({original for _, original in page}),
             plan,
             lineage=lineage,
             in_flight=RENDERS_IN_FLIGHT,
