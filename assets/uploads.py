@@ -61,7 +61,9 @@ def upload_metadata(stats: UploadStats) -> dict[str, object]:
         "variants": variants.variants_ready,
         "variants_skipped": variants.variants_skipped,
         "variants_failed": variants.variants_failed,
-        "uploads_per_second": round_rate(stats.uploads / stats.seconds) if stats.seconds else 0.0,
+        # per second of work: a sensor's run also waits up to linger_seconds for new uploads
+        "uploads_per_second": round_rate(stats.uploads / stats.busy_seconds) if stats.busy_seconds else 0.0,
+        "seconds_waiting_for_uploads": round(stats.lingered_seconds, 1),
         "latency_p95_seconds": round(percentile(stats.latencies, 95), 2),
         "rejected_by_reason": MetadataValue.md(
             "| reason | uploads |\n|---|---|\n"

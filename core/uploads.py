@@ -428,6 +428,12 @@ class UploadStats:
     taken_on: int = 0  # confirmed after the batch was queued, taken on by its run (`take_confirmed`)
     rounds: int = 1  # 1 + the rounds of uploads that came while the run lingered (`process_uploads`)
     full_sets_shared: int = 0  # originals of other runs' uploads this run rendered the full sets of
+    lingered_seconds: float = 0.0  # of `seconds`, spent waiting for new uploads (`_linger`)
+
+    @property
+    def busy_seconds(self) -> float:
+        """The run's time minus its waits for new uploads: what a rate per second should divide by."""
+        return max(0.0, self.seconds - self.lingered_seconds)
 
     def merge(self, other: UploadStats) -> None:
         """Add one upload's outcome (processed in a worker thread) to the run's."""
@@ -747,13 +753,15 @@ def _linger(
     engine: sa.Engine, day: dt.date, batch_key: str, room: int, seconds: float, stats: UploadStats
 ) -> list[sa.Row]:
     """The next round's first uploads, as soon as any is confirmed within `seconds`; none: the run ends."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    began = time.monotonic()
+    deadline = began + seconds
+    rows: list[sa.Row] = []
+    while not rows and time.monotonic() < deadline:
         time.sleep(min(LINGER_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-        if rows := _take_on(engine, day, batch_key, room, stats):
-            stats.rounds += 1
-            return rows
-    return []
+        rows = _take_on(engine, day, batch_key, room, stats)
+    stats.lingered_seconds += time.monotonic() - began
+    stats.rounds += 1 if rows else 0
+    return rows
 
 
 def _render_rest_of_the_set(

@@ -510,6 +510,9 @@ def test_a_lingering_run_takes_on_an_upload_confirmed_while_it_waits_then_ends(e
 
     stats = outcome["stats"]
     assert (stats.uploads, stats.taken_on, stats.rounds, stats.accepted) == (2, 1, 2, 2)
+    # both waits (before the late upload, then the last linger_seconds) are kept out of the busy time
+    assert stats.lingered_seconds >= limits.linger_seconds
+    assert stats.busy_seconds == stats.seconds - stats.lingered_seconds
     assert _variants_of(engine, [late])[late] == {s.name: "lingering" for s in PLAN.specs}
     with engine.connect() as conn:
         assert set(conn.execute(sa.select(Upload.batch_key)).scalars()) == {batch.run_key}
