@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -242,15 +243,9 @@ def timeline(engine, instance, uploads: dict[int, dt.datetime], label: str) -> N
         )
     print(f"    runs: {len(upload_runs)} upload runs, {len(auto_runs)} automation runs")
     first_put = min(uploads.values()).timestamp()
-    per_batch: dict[str, int] = {}
-    for upload_id in ids:
-        key = batch_of.get(upload_id)
-        if key:
-            per_batch[key] = per_batch.get(key, 0) + 1
-    for key, count in sorted(per_batch.items(), key=lambda kv: ts(upload_runs[kv[0]].create_timestamp) or 0):
-        record = upload_runs.get(key)
-        if record is None:
-            continue
+    per_run = Counter(batch_of[i] for i in ids if batch_of.get(i) in upload_runs)  # batches with a run
+    for key, count in sorted(per_run.items(), key=lambda kv: ts(upload_runs[kv[0]].create_timestamp) or 0):
+        record = upload_runs[key]
         marks = (ts(record.create_timestamp), ts(record.start_time), ts(record.end_time))
         created, started, ended = (f"{m - first_put:6.1f}" if m else "     -" for m in marks)
         print(
