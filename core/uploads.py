@@ -827,8 +827,8 @@ def _share_full_sets(
 ) -> None:
     """Render the full sets the day's other upload runs have not reached yet, one pass, in pages from the
     newest uploads down (within a page `process_batch` goes by original id). Each original is rendered
-    under its render lock (`process_original_alone`): one its own run is
-    rendering is skipped, and its run skips the ones rendered here."""
+    under its render lock (`process_original_alone`): one its own run is rendering is skipped, and its
+    run skips the ones rendered here."""
     since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=plan.uploads.requeue_after_minutes)
     before: int | None = None
     while page := full_sets_left_by_other_runs(
