@@ -23,7 +23,15 @@ from core.imaging import (
 )
 from core.media_types import MediaInfo
 from core.objectstore.local import LocalObjectStore
-from core.variants import process_batch, split_batches, variant_set_gaps
+from core.variants import (
+    RENDER_LOCK_NAMESPACE,
+    load_originals,
+    process_batch,
+    process_original,
+    process_original_alone,
+    split_batches,
+    variant_set_gaps,
+)
 from tests.support.variants import (
     GPS_IFD,
     corrupt_png,
@@ -123,11 +131,15 @@ def test_invalid_spec_is_refused() -> None:
         parse_variant_plan(raw)
 
 
-def test_batches_cover_every_id_once_with_at_least_one_batch_per_core() -> None:
+def test_batches_cover_every_id_once_in_a_multiple_of_the_cores() -> None:
     ids = list(range(1, 11))
     batches = split_batches(ids, batch_size=3, parallelism=2)
     assert len(batches) == 4 and sorted(i for b in batches for i in b) == ids
     assert len(split_batches([1, 2, 3], batch_size=200, parallelism=2)) == 2
+    # 1,000 in batches of at most 200 on 2 cores: 6, not 5 (the fifth would run alone on one core)
+    thousand = split_batches(list(range(1000)), batch_size=200, parallelism=2)
+    assert [len(b) for b in thousand] == [167, 167, 167, 167, 166, 166]
+    assert len(split_batches(list(range(7)), batch_size=3, parallelism=2)) == 4
     assert split_batches([], 10, 2) == []
 
 
@@ -139,7 +151,7 @@ def test_batches_by_size_hold_about_equal_bytes_and_respect_the_batch_size() -> 
     loads = sorted(sum(by_id[i] for i in batch) for batch in batches)
     assert loads == [1000, 1000] and sorted(i for b in batches for i in b) == ids
     capped = split_batches(ids, batch_size=3, parallelism=2, sizes=sizes)
-    assert len(capped) == 3 and all(len(b) <= 3 for b in capped)
+    assert len(capped) == 4 and all(len(b) <= 3 for b in capped)
     assert sorted(i for b in capped for i in b) == ids
 
 
@@ -193,6 +205,25 @@ def test_undecodable_original_records_failed_variants_and_the_batch_goes_on(cata
     assert {rows[(bad, s.name)].status for s in PLAN.specs} == {"failed"}
     assert all(rows[(bad, s.name)].error for s in PLAN.specs)
     assert {rows[(good, s.name)].status for s in PLAN.specs} <= {"ready", "skipped"}
+
+
+def test_an_originals_rows_are_committed_with_its_render_lock_and_not_before(catalog) -> None:
+    """The lock holder's rows become visible as the lock is released, in one commit: another process that
+    gets the lock next finds the set complete and renders nothing."""
+    engine, store = catalog
+    original_id = seed_original(engine, store, jpeg_bytes(photo(300, 200)), source_pk="locked")
+    (original,) = load_originals(engine, [original_id])
+    lock_key = (RENDER_LOCK_NAMESPACE, original_id)
+    with engine.connect() as holder:
+        with holder.begin():
+            assert holder.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(*lock_key)))
+            stats = process_original(store, engine, original, PLAN, conn=holder)
+            assert stats.variants_ready + stats.variants_skipped == 5
+            assert _variant_rows(engine) == {}  # rendered and stored, not yet recorded
+            busy = process_original_alone(store, engine, original, PLAN)
+            assert busy.images_busy == 1 and busy.variants == 0
+        assert {name for _, name in _variant_rows(engine)} == {spec.name for spec in PLAN.specs}
+    assert process_original_alone(store, engine, original, PLAN).variants == 0
 
 
 def test_variants_asset_materializes_todays_partition_for_migrated_originals(
