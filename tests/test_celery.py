@@ -8,7 +8,6 @@ runs launched with `dagster job execute` in their own process, as the README's s
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import signal
@@ -25,6 +24,7 @@ from core.catalog.db import get_engine
 from core.imaging import load_variant_plan
 from core.variants import variant_set_gaps
 from orchestration.executors import PROJECT_ROOT
+from tests.support.clock import today
 from tests.support.distributed import (
     VENV_BIN,
     redis_server,
@@ -45,7 +45,6 @@ from tests.support.services import (
 )
 from tests.support.variants import jpeg_bytes, photo, seed_original
 
-TODAY = dt.datetime.now(dt.UTC).date().isoformat()
 DRY_RUN = "ops: {retention__sweep: {config: {dry_run: true}}}\n"
 #: Variables that would leak the developer's own setup into the processes started here.
 LEAKY = (
@@ -210,10 +209,11 @@ def bucket_listing(endpoint: str, bucket: str) -> list[tuple[str, int]]:
 
 
 def test_celery_runs_leave_the_same_catalog_as_the_multiprocess_executor(cluster: Cluster) -> None:
+    day = today().isoformat()
     steps = [
         ("migration_job", None, ""),  # every configured source, one step (asset) each
-        ("variants_job", TODAY, ""),
-        ("retention_sweep_job", TODAY, DRY_RUN),
+        ("variants_job", day, ""),
+        ("retention_sweep_job", day, DRY_RUN),
     ]
 
     def run_all(executor: str) -> None:
@@ -247,7 +247,7 @@ def test_celery_runs_leave_the_same_catalog_as_the_multiprocess_executor(cluster
             and "Celery worker" in (record.dagster_event.engine_event_data.metadata or {})
         }
 
-    runs = instance.get_runs(RunsFilter(job_name="variants_job", tags={"dagster/partition": TODAY}))
+    runs = instance.get_runs(RunsFilter(job_name="variants_job", tags={"dagster/partition": day}))
     by_hosts = {run.run_id: celery_hosts(run.run_id) for run in runs}
     assert sorted(map(bool, by_hosts.values())) == [False, True]  # one run on each executor
     run_id, hosts = next((run_id, hosts) for run_id, hosts in by_hosts.items() if hosts)
@@ -287,7 +287,7 @@ def test_a_step_whose_worker_process_is_killed_is_run_again_and_the_run_complete
             "-j",
             "variants_job",
             "--tags",
-            f'{{"dagster/partition": "{TODAY}"}}',
+            f'{{"dagster/partition": "{today().isoformat()}"}}',
             "-c",
             str(config),
         ],
@@ -337,7 +337,7 @@ def test_a_worker_missing_its_settings_fails_the_run_naming_the_variable(cluster
     worker = start_celery_worker("worker-c", env, Path(env["HOME"]), cluster.root / "worker-c.log")
     try:
         wait_for_workers(env["CELERY_BROKER_URL"], ["worker-c"])
-        done = cluster.run("celery", "variants_job", TODAY, broker_db=4)
+        done = cluster.run("celery", "variants_job", today().isoformat(), broker_db=4)
     finally:
         stop_group(worker)
     assert done.returncode != 0

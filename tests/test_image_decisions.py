@@ -6,7 +6,6 @@ Each case comes from a corpus of real odd files; the files are rebuilt here byte
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import io
 from pathlib import Path
 
@@ -34,12 +33,12 @@ from core.objectstore.base import sha256_hex
 from core.objectstore.local import LocalObjectStore
 from core.uploads import confirm_upload, process_uploads, request_upload, validate_upload
 from tests.support import images
+from tests.support.clock import today
 from tests.support.migration import b64, sources
 from tests.support.migration import bomb_png as png_declaring
 from tests.support.variants import jpeg_bytes, photo, png_bytes
 
 PLAN = load_variant_plan()
-TODAY = dt.datetime.now(dt.UTC).date()
 
 
 # -- helpers: one real migration of a small table, one real upload batch --------------------------------
@@ -87,7 +86,7 @@ def upload_all(url: str, store: LocalObjectStore, blobs: list[bytes]) -> dict[in
     for i, data in enumerate(blobs):
         with engine.begin() as conn:
             row_id, key = request_upload(
-                conn, owner_id="user-1", filename=f"f{i}.bin", declared_mime=None, day=TODAY
+                conn, owner_id="user-1", filename=f"f{i}.bin", declared_mime=None, day=today()
             )
         store.put_bytes(key, data, sha256=sha256_hex(data), content_type="application/octet-stream")
         with engine.begin() as conn:

@@ -26,11 +26,11 @@ from core.uploads import (
     queue_batches,
     request_upload,
 )
+from tests.support.clock import today
 from tests.support.retention import SOURCE_TABLES_DDL
 from tests.support.variants import jpeg_bytes, photo
 
 PLAN = load_variant_plan()
-TODAY = dt.datetime.now(dt.UTC).date()
 NEIGHBOURS = ("ålice", "alice/", "../alice")
 
 
@@ -43,7 +43,7 @@ def env(database_url: str, tmp_path: Path) -> tuple[sa.Engine, LocalObjectStore]
 def upload(engine: sa.Engine, store: LocalObjectStore, owner: object, seed: int) -> tuple[int, str]:
     with engine.begin() as conn:
         row_id, key = request_upload(
-            conn, owner_id=owner, filename="me.jpg", declared_mime="image/jpeg", day=TODAY
+            conn, owner_id=owner, filename="me.jpg", declared_mime="image/jpeg", day=today()
         )
     data = jpeg_bytes(photo(64, 48, seed=seed))
     store.put_bytes(key, data, sha256=sha256_hex(data), content_type="image/jpeg")
@@ -111,7 +111,7 @@ def test_bad_owner_ids_and_file_names_are_validation_errors_and_write_no_row(
 ) -> None:
     engine, _store = env
     with pytest.raises(error), engine.begin() as conn:
-        request_upload(conn, owner_id=owner, filename=filename, declared_mime=None, day=TODAY)  # type: ignore[arg-type]
+        request_upload(conn, owner_id=owner, filename=filename, declared_mime=None, day=today())  # type: ignore[arg-type]
     assert issubclass(error, ValueError)
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(Upload)).scalar_one() == 0
@@ -134,10 +134,10 @@ def test_gdpr_erasure_of_alice_never_touches_alice_lookalikes(env) -> None:
     for seed, owner in enumerate(("alice", *NEIGHBOURS)):
         upload(engine, store, owner, seed)
     # Straight to storage under ålice's folder (no request): used to land in alice's folder and be hers.
-    straight = upload_key(TODAY, "ålice", "direct1", "me.jpg")
+    straight = upload_key(today(), "ålice", "direct1", "me.jpg")
     data = jpeg_bytes(photo(64, 48, seed=99))
     store.put_bytes(straight, data, sha256=sha256_hex(data), content_type="image/jpeg")
-    discover_uploads(engine, store, UploadCursor(), TODAY, PLAN.uploads)
+    discover_uploads(engine, store, UploadCursor(), today(), PLAN.uploads)
     for batch in queue_batches(engine, PLAN.uploads):
         process_uploads(engine, store, PLAN, upload_ids=batch.upload_ids)
 

@@ -30,11 +30,11 @@ from core.uploads import (
     process_uploads,
     request_upload,
 )
+from tests.support.clock import today
 from tests.support.retention import audit, only, sweep
 from tests.support.variants import bomb_png, jpeg_bytes, photo
 
 PLAN = load_variant_plan()
-TODAY = dt.datetime.now(dt.UTC).date()
 NOW = dt.datetime.now(dt.UTC)
 SECRET = "test-signing-secret"
 
@@ -50,7 +50,7 @@ def env(database_url: str, tmp_path: Path) -> tuple[sa.Engine, LocalObjectStore]
 
 def upload(engine, store, data: bytes, filename: str, owner: str = "mia") -> tuple[int, str]:
     with engine.begin() as conn:
-        row_id, key = request_upload(conn, owner_id=owner, filename=filename, declared_mime=None, day=TODAY)
+        row_id, key = request_upload(conn, owner_id=owner, filename=filename, declared_mime=None, day=today())
     store.put_bytes(key, data, sha256=sha256_hex(data), content_type="application/octet-stream")
     with engine.begin() as conn:
         assert confirm_upload(conn, key)
@@ -140,7 +140,7 @@ def test_overwriting_a_processed_upload_with_refused_content_releases_its_origin
 ) -> None:
     engine, store = env
     row_id, key = upload(engine, store, jpeg_bytes(photo(120, 90, seed=3)), "me.jpg")
-    cursor = discover_uploads(engine, store, UploadCursor(), TODAY, PLAN.uploads).cursor
+    cursor = discover_uploads(engine, store, UploadCursor(), today(), PLAN.uploads).cursor
     process_uploads(engine, store, PLAN, upload_ids=[row_id])
     with engine.connect() as conn:
         object_id = conn.execute(sa.select(Upload.object_id).where(Upload.id == row_id)).scalar_one()
@@ -155,7 +155,7 @@ def test_overwriting_a_processed_upload_with_refused_content_releases_its_origin
     assert len(variant_keys) == 5
 
     store.put_bytes(key, SVG_WITH_SCRIPT, sha256=sha256_hex(SVG_WITH_SCRIPT), content_type="image/svg+xml")
-    assert discover_uploads(engine, store, cursor, TODAY, PLAN.uploads).changed == [key]
+    assert discover_uploads(engine, store, cursor, today(), PLAN.uploads).changed == [key]
     process_uploads(engine, store, PLAN, upload_ids=[row_id], run_id="r2")
 
     with engine.connect() as conn:
@@ -194,7 +194,7 @@ def test_uploads_rejected_before_the_upgrade_are_validated_again_and_quarantined
     downgrade_catalog(database_url, revision.down_revision)
     engine = get_engine(database_url)
     store = LocalObjectStore(tmp_path / "objects", signing_secret=SECRET)
-    kept, gone = upload_key(TODAY, "old", "u1", "cat.svg"), upload_key(TODAY, "old", "u2", "lost.jpg")
+    kept, gone = upload_key(today(), "old", "u1", "cat.svg"), upload_key(today(), "old", "u2", "lost.jpg")
     store.put_bytes(kept, SVG_WITH_SCRIPT, sha256=sha256_hex(SVG_WITH_SCRIPT), content_type="image/svg+xml")
     with engine.begin() as conn:
         ids = {}
@@ -204,7 +204,7 @@ def test_uploads_rejected_before_the_upgrade_are_validated_again_and_quarantined
                     "INSERT INTO media_catalog.uploads (upload_key, owner_id, upload_date, status, error) "
                     "VALUES (:k, 'old', :d, 'rejected', :c) RETURNING id"
                 ),
-                {"k": key, "d": TODAY, "c": code},
+                {"k": key, "d": today(), "c": code},
             ).scalar_one()
             conn.execute(
                 sa.text(

@@ -28,11 +28,10 @@ from core.uploads import (
 from orchestration.sensors import UPLOADS_OP, upload_sensor
 from resources.database import PostgresResource
 from resources.object_store import ObjectStoreResource
+from tests.support.clock import today, yesterday
 from tests.support.variants import jpeg_bytes, photo
 
 PLAN = load_variant_plan()
-TODAY = dt.datetime.now(dt.UTC).date()
-YESTERDAY = TODAY - dt.timedelta(days=1)
 
 
 @pytest.fixture
@@ -46,8 +45,8 @@ def env(database_url: str, tmp_path: Path):
     return get_engine(database_url), store, resources
 
 
-def put(store: ObjectStore, owner: str, upload_id: str, day: dt.date = TODAY, seed: int = 0) -> str:
-    key = upload_key(day, owner, upload_id, "photo.jpg")
+def put(store: ObjectStore, owner: str, upload_id: str, day: dt.date | None = None, seed: int = 0) -> str:
+    key = upload_key(day or today(), owner, upload_id, "photo.jpg")
     data = jpeg_bytes(photo(64, 48, seed=seed))
     store.put_bytes(key, data, sha256=sha256_hex(data), content_type="image/jpeg")
     return key
@@ -81,7 +80,7 @@ def test_new_keys_are_requested_once_even_when_they_sort_before_seen_keys(env) -
     first = sorted(put(store, owner, "u1") for owner in ("mallory", "zoe"))
     result1 = tick(resources, None)
     assert requested_keys(engine, result1) == first
-    assert {r.partition_key for r in result1.run_requests} == {TODAY.isoformat()}
+    assert {r.partition_key for r in result1.run_requests} == {today().isoformat()}
     assert all(r.run_key for r in result1.run_requests)
 
     later = sorted([put(store, "alice", "u2"), put(store, "nina", "u3")])  # sort before/among seen keys
@@ -101,7 +100,7 @@ def test_new_keys_are_requested_once_even_when_they_sort_before_seen_keys(env) -
 def test_keys_modified_later_are_requested_again_today_and_yesterday(env) -> None:
     engine, store, resources = env
     today_key = put(store, "bob", "a1")
-    yesterday_key = put(store, "bob", "b1", day=YESTERDAY)
+    yesterday_key = put(store, "bob", "b1", day=yesterday())
     result = tick(resources, None)
     assert requested_keys(engine, result) == sorted([today_key, yesterday_key])
     run_requested(engine, store, result)
@@ -121,22 +120,22 @@ def test_keys_modified_later_are_requested_again_today_and_yesterday(env) -> Non
 
 def test_sensor_lists_only_day_prefixes_since_its_cursor(env) -> None:
     engine, store, _resources = env
-    old_key = put(store, "carol", "old", day=TODAY - dt.timedelta(days=10))
+    old_key = put(store, "carol", "old", day=today() - dt.timedelta(days=10))
     found = discover_uploads(
-        engine, store, UploadCursor(through=YESTERDAY), TODAY, UploadLimits(recheck_days=1)
+        engine, store, UploadCursor(through=yesterday()), today(), UploadLimits(recheck_days=1)
     )
-    assert found.days_listed == [YESTERDAY, TODAY]
+    assert found.days_listed == [yesterday(), today()]
     assert old_key not in found.registered
-    assert found.cursor == UploadCursor(through=TODAY)
+    assert found.cursor == UploadCursor(through=today())
 
 
 def test_listing_budget_resumes_with_start_after_and_registers_every_key_once(env) -> None:
     engine, store, _resources = env
     keys = sorted(put(store, f"owner{i}", f"k{i}", seed=i) for i in range(7))
     limits = UploadLimits(max_keys_per_tick=3, recheck_days=0)
-    cursor, registered, ticks = UploadCursor(through=TODAY), [], 0
+    cursor, registered, ticks = UploadCursor(through=today()), [], 0
     while True:
-        found = discover_uploads(engine, store, cursor, TODAY, limits)
+        found = discover_uploads(engine, store, cursor, today(), limits)
         registered += found.registered
         cursor, ticks = found.cursor, ticks + 1
         if cursor.resume_day is None:
@@ -157,7 +156,7 @@ def test_pending_uploads_wait_for_confirmation_then_are_requested(env) -> None:
     engine, store, resources = env
     with engine.begin() as conn:
         _row_id, key = request_upload(
-            conn, owner_id="dave", filename="x.jpg", declared_mime="image/jpeg", day=TODAY
+            conn, owner_id="dave", filename="x.jpg", declared_mime="image/jpeg", day=today()
         )
     data = jpeg_bytes(photo(50, 50))
     store.put_bytes(key, data, sha256=sha256_hex(data), content_type="image/jpeg")
@@ -172,7 +171,7 @@ def test_a_queued_batch_whose_run_never_started_is_requested_again_with_the_same
     engine, store, _resources = env
     put(store, "erin", "q1")
     limits = UploadLimits(requeue_after_minutes=30)
-    discover_uploads(engine, store, UploadCursor(), TODAY, limits)
+    discover_uploads(engine, store, UploadCursor(), today(), limits)
     now = dt.datetime.now(dt.UTC)
     first = queue_batches(engine, limits, now=now)
     assert queue_batches(engine, limits, now=now + dt.timedelta(minutes=5)) == []
@@ -181,9 +180,9 @@ def test_a_queued_batch_whose_run_never_started_is_requested_again_with_the_same
 
 
 def test_cursor_round_trips_as_json() -> None:
-    cursor = UploadCursor(TODAY, YESTERDAY, "uploads/x")
+    cursor = UploadCursor(today(), yesterday(), "uploads/x")
     assert UploadCursor.from_json(cursor.to_json()) == cursor
-    assert json.loads(cursor.to_json())["through"] == TODAY.isoformat()
+    assert json.loads(cursor.to_json())["through"] == today().isoformat()
     assert UploadCursor.from_json(None) == UploadCursor()
 
 
@@ -198,15 +197,15 @@ def test_discovery_and_processing_work_on_an_s3_compatible_store(
     engine = get_engine(database_url)
     store = S3ObjectStore(s3_client(s3_endpoint), s3_bucket, prefix="media")
     keys = sorted(put(store, owner, "s3") for owner in ("zed", "amy"))
-    found = discover_uploads(engine, store, UploadCursor(), TODAY, PLAN.uploads)
+    found = discover_uploads(engine, store, UploadCursor(), today(), PLAN.uploads)
     assert sorted(found.registered) == keys
     batches = queue_batches(engine, PLAN.uploads)
     for batch in batches:
         process_uploads(engine, store, PLAN, upload_ids=batch.upload_ids)
-    assert discover_uploads(engine, store, found.cursor, TODAY, PLAN.uploads).registered == []
+    assert discover_uploads(engine, store, found.cursor, today(), PLAN.uploads).registered == []
     data = jpeg_bytes(photo(90, 70, seed=9))  # a different size, so the overwrite shows even at 1 s precision
     store.put_bytes(keys[0], data, sha256=sha256_hex(data), content_type="image/jpeg")
-    assert discover_uploads(engine, store, found.cursor, TODAY, PLAN.uploads).changed == [keys[0]]
+    assert discover_uploads(engine, store, found.cursor, today(), PLAN.uploads).changed == [keys[0]]
 
 
 def test_definitions_list_the_sensor_jobs_and_checks(
@@ -427,7 +426,7 @@ def test_queued_batches_split_a_backlog_and_keep_every_upload_once(env) -> None:
     engine, store, _resources = env
     keys = [put(store, f"owner{i % 3}", f"b{i}", seed=i) for i in range(12)]
     limits = UploadLimits(min_batch=3, recheck_days=0)
-    discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, limits)
+    discover_uploads(engine, store, UploadCursor(through=today()), today(), limits)
     batches = queue_batches(engine, limits, parallel_runs=4)
     assert [len(b.upload_ids) for b in batches] == [3, 3, 3, 3]
     assert sorted(i for b in batches for i in b.upload_ids) == sorted(_ids(engine))
@@ -446,12 +445,12 @@ def test_a_running_batch_takes_on_uploads_confirmed_after_it_was_queued_up_to_ba
     plan = replace(PLAN, uploads=limits)
     for i in range(2):
         put(store, "gus", f"a{i}", seed=i)
-    discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, limits)
+    discover_uploads(engine, store, UploadCursor(through=today()), today(), limits)
     [batch] = queue_batches(engine, limits)
     for i in range(5):  # confirmed while the batch's run starts
         put(store, "gus", f"b{i}", seed=10 + i)
-    discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, limits)
-    assert take_confirmed(engine, day=YESTERDAY, batch_key=batch.run_key, limit=5) == []  # its day only
+    discover_uploads(engine, store, UploadCursor(through=today()), today(), limits)
+    assert take_confirmed(engine, day=yesterday(), batch_key=batch.run_key, limit=5) == []  # its day only
 
     stats = run_batch(engine, store, plan, batch)
 
@@ -490,7 +489,7 @@ def test_a_lingering_run_takes_on_an_upload_confirmed_while_it_waits_then_ends(e
     limits = UploadLimits(recheck_days=0, linger_seconds=3)
     plan = replace(PLAN, uploads=limits)
     first = put(store, "ivy", "d0", seed=1)
-    discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, limits)
+    discover_uploads(engine, store, UploadCursor(through=today()), today(), limits)
     [batch] = queue_batches(engine, limits)
     outcome: dict[str, object] = {}
 
@@ -504,7 +503,7 @@ def test_a_lingering_run_takes_on_an_upload_confirmed_while_it_waits_then_ends(e
         assert time.monotonic() < deadline and worker.is_alive()
         time.sleep(0.1)
     late = put(store, "ivy", "d1", seed=2)  # the run has finished its first upload and waits
-    discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, limits)
+    discover_uploads(engine, store, UploadCursor(through=today()), today(), limits)
     arrived = time.monotonic()
     worker.join(60)
 
@@ -533,12 +532,12 @@ def test_upload_runs_render_the_full_sets_other_runs_have_not_reached_except_one
     limits = UploadLimits(recheck_days=0)
     thumbnails_only = replace(PLAN, specs=tuple(s for s in PLAN.specs if s.kind == "thumbnail"))
     keys = [put(store, "jo", f"e{i}", seed=20 + i) for i in range(3)]
-    discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, limits)
+    discover_uploads(engine, store, UploadCursor(through=today()), today(), limits)
     [slow] = queue_batches(engine, limits)
     # the other run so far: thumbnails recorded, full sets not reached
     run_batch(engine, store, thumbnails_only, slow, "slow")
     mine = put(store, "jo", "f0", seed=30)
-    discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, limits)
+    discover_uploads(engine, store, UploadCursor(through=today()), today(), limits)
     [batch] = queue_batches(engine, limits)
     with engine.connect() as conn:
         busy = conn.execute(sa.select(Upload.object_id).where(Upload.upload_key == keys[0])).scalar_one()
@@ -563,7 +562,7 @@ def test_uploads_another_transaction_is_taking_are_skipped_never_taken_twice(env
     engine, store, _resources = env
     for i in range(6):
         put(store, "hal", f"c{i}", seed=i)
-    discover_uploads(engine, store, UploadCursor(through=TODAY), TODAY, UploadLimits(recheck_days=0))
+    discover_uploads(engine, store, UploadCursor(through=today()), today(), UploadLimits(recheck_days=0))
     ids = sorted(_ids(engine))
     with engine.connect() as other:  # e.g. the sensor queueing a batch at the same moment
         with other.begin():
@@ -571,9 +570,9 @@ def test_uploads_another_transaction_is_taking_are_skipped_never_taken_twice(env
                 sa.select(Upload.id).where(Upload.id.in_(ids[:3])).with_for_update()
             ).scalars()
             assert sorted(locked) == ids[:3]
-            assert take_confirmed(engine, day=TODAY, batch_key="run-b", limit=10) == ids[3:]
-        assert take_confirmed(engine, day=TODAY, batch_key="run-c", limit=10) == ids[:3]
-    assert take_confirmed(engine, day=TODAY, batch_key="run-d", limit=10) == []
+            assert take_confirmed(engine, day=today(), batch_key="run-b", limit=10) == ids[3:]
+        assert take_confirmed(engine, day=today(), batch_key="run-c", limit=10) == ids[:3]
+    assert take_confirmed(engine, day=today(), batch_key="run-d", limit=10) == []
 
 
 def test_new_uploads_wait_while_as_many_upload_runs_run_as_the_instance_allows(

@@ -18,6 +18,7 @@ from core.imaging import load_variant_plan
 from core.objectstore.base import sha256_hex
 from core.objectstore.local import LocalObjectStore
 from core.uploads import confirm_upload, parse_upload_key, process_uploads, request_upload
+from tests.support.clock import today
 from tests.support.images import use_image_rules
 from tests.support.variants import (
     GPS_IFD,
@@ -30,7 +31,6 @@ from tests.support.variants import (
 )
 
 PLAN = load_variant_plan()
-TODAY = dt.datetime.now(dt.UTC).date()
 
 
 def encoded(fmt: str, size: tuple[int, int] = (200, 150)) -> bytes:
@@ -55,7 +55,7 @@ def upload(
 ) -> int:
     """The app's flow: request a server-built key, PUT the bytes, confirm."""
     with engine.begin() as conn:
-        row_id, key = request_upload(conn, owner_id=owner, filename=filename, declared_mime=mime, day=TODAY)
+        row_id, key = request_upload(conn, owner_id=owner, filename=filename, declared_mime=mime, day=today())
     store.put_bytes(key, data, sha256=sha256_hex(data), content_type=mime or "application/octet-stream")
     with engine.begin() as conn:
         assert confirm_upload(conn, key)
@@ -192,11 +192,11 @@ def test_keys_are_built_server_side_from_untrusted_names(env) -> None:
             owner_id="../admin",
             filename="../../etc/passwd\x00.jpg",
             declared_mime="image/jpeg",
-            day=TODAY,
+            day=today(),
         )
-    assert key.startswith(f"uploads/{TODAY:%Y/%m/%d}/") and ".." not in key and "\x00" not in key
+    assert key.startswith(f"uploads/{today():%Y/%m/%d}/") and ".." not in key and "\x00" not in key
     parsed = parse_upload_key(key)
-    assert parsed is not None and parsed.day == TODAY
+    assert parsed is not None and parsed.day == today()
 
 
 def test_rotated_upload_gets_oriented_variants_without_gps(env) -> None:
@@ -216,10 +216,12 @@ def test_rotated_upload_gets_oriented_variants_without_gps(env) -> None:
 def test_pending_uploads_are_not_processed_and_stay_pending(env) -> None:
     engine, store = env
     with engine.begin() as conn:
-        pending_id, key = request_upload(conn, owner_id="u", filename="a.jpg", declared_mime=None, day=TODAY)
+        pending_id, key = request_upload(
+            conn, owner_id="u", filename="a.jpg", declared_mime=None, day=today()
+        )
     data = jpeg_bytes(photo(100, 100))
     store.put_bytes(key, data, sha256=sha256_hex(data), content_type="image/jpeg")
-    stats = process_uploads(engine, store, PLAN, day=TODAY)
+    stats = process_uploads(engine, store, PLAN, day=today())
     assert stats.uploads == 0 and rows(engine)[pending_id].status == "pending"
 
 
@@ -234,7 +236,7 @@ def test_processed_uploads_asset_materializes_a_batch_from_run_config(env, datab
     bad = upload(engine, store, b"not an image", "x.png")
     result = materialize(
         [processed_uploads, pending_uploads_below_threshold],
-        partition_key=TODAY.isoformat(),
+        partition_key=today().isoformat(),
         resources={
             "postgres": PostgresResource(database_url=database_url),
             "object_store": ObjectStoreResource(local_root=str(store.root), signing_secret="test-secret"),
