@@ -175,6 +175,19 @@ def variants_job():
     return build_definitions().resolve_job_def("variants_job")
 
 
+def seed_originals(engine, store, images: list[bytes]) -> None:
+    """Catalog `images` as verified originals lacking variants, as the migration leaves them."""
+    from core.ingest import store_verified, upsert_object
+    from core.media_types import inspect_media
+    from core.objectstore.base import sha256_hex
+
+    for data in images:
+        info = inspect_media(data)
+        blob = store_verified(store, data, sha256_hex(data), info)
+        with engine.begin() as conn:
+            upsert_object(conn, blob, info, store.provider, store=store)
+
+
 def timed_run(execution: dict, partition: str, dagster_home: str) -> tuple[float, str, bool]:
     """One variants_job run in this (fresh) process: wall time from submission to the run's end."""
     from dagster import DagsterInstance, execute_job, reconstructable
@@ -224,9 +237,6 @@ def scaling(count: int, rounds: int = 1, skip_spawn: bool = False) -> None:
 
     from core.catalog.db import get_engine, upgrade_catalog
     from core.embedded_postgres import start_embedded_postgres
-    from core.ingest import store_verified, upsert_object
-    from core.media_types import inspect_media
-    from core.objectstore.base import sha256_hex
     from core.objectstore.local import LocalObjectStore
     from orchestration.instance import INSTANCE_DATABASE, prepare_embedded_instance
     from orchestration.variants import FORKSERVER_EXECUTION
@@ -248,11 +258,7 @@ def scaling(count: int, rounds: int = 1, skip_spawn: bool = False) -> None:
 
     store = object_store_resource().store()
     assert isinstance(store, LocalObjectStore)
-    for data in corpus(count, seed=23):
-        info = inspect_media(data)
-        blob = store_verified(store, data, sha256_hex(data), info)
-        with engine.begin() as conn:
-            upsert_object(conn, blob, info, store.provider, store=store)
+    seed_originals(engine, store, corpus(count, seed=23))
     partition = dt.datetime.now(dt.UTC).date().isoformat()
     print(f"scaling: {count} originals (1-3 MP) through variants_job, partition {partition}")
     executors = {
