@@ -200,30 +200,10 @@ def specs_to_render(
     return [spec for spec in plan.specs if (spec.name, spec.spec_hash) not in have]
 
 
-def _row(original_id: int, spec: VariantSpec, lineage: RunLineage, **values: object) -> dict[str, object]:
-    row: dict[str, object] = {
-        "parent_object_id": original_id,
-        "variant_name": spec.name,
-        "spec_hash": spec.spec_hash,
-        "status": "failed",
-        "storage_key": None,
-        "sha256": None,
-        "mime_type": None,
-        "size_bytes": None,
-        "width": None,
-        "height": None,
-        "error": None,
-        "deleted_at": None,
-        **lineage.columns(),
-    }
-    row.update(values)
-    return row
-
-
-#: Every column `_row` fills, in one order: the upsert below is one statement whatever the row count.
-_ROW_COLUMNS = (
-    "parent_object_id",
-    "variant_name",
+#: The key of a variant row (`uq_variants_parent_name`) and every other column `_row` fills: each row
+#: carries all of them, so the upsert below is one statement whatever the rows hold.
+_ROW_KEY = ("parent_object_id", "variant_name")
+_ROW_VALUES = (
     "spec_hash",
     "status",
     "storage_key",
@@ -238,15 +218,28 @@ _ROW_COLUMNS = (
 )
 
 
+def _row(original_id: int, spec: VariantSpec, lineage: RunLineage, **values: object) -> dict[str, object]:
+    row: dict[str, object] = dict.fromkeys(_ROW_KEY + _ROW_VALUES)
+    row.update(
+        parent_object_id=original_id,
+        variant_name=spec.name,
+        spec_hash=spec.spec_hash,
+        status="failed",
+        **lineage.columns(),
+    )
+    row.update(values)
+    return row
+
+
 @cache
 def _upsert_variants_statement() -> sa.Insert:
     """Built once, executed with a list of rows (psycopg sends them as one multi-row INSERT): a
     `.values(rows)` statement was a new statement for SQLAlchemy to compile on every call, twice per
-    original (benchmarks/fresh_uploads.py: 1.8 ms against 0.8 ms for three rows)."""
+    upload (measured: 1.8 ms against 0.8 ms of CPU for three rows)."""
     stmt = insert(Variant)
     return stmt.on_conflict_do_update(
         constraint="uq_variants_parent_name",
-        set_={name: stmt.excluded[name] for name in _ROW_COLUMNS[2:]} | {"created_at": sa.func.now()},
+        set_={name: stmt.excluded[name] for name in _ROW_VALUES} | {"created_at": sa.func.now()},
     )
 
 
