@@ -30,11 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=160)
     args = parser.parse_args(argv)
 
-    from benchmarks.variants import corpus
+    from benchmarks.variants import corpus, seed_originals, variants_done
     from core.catalog.db import get_engine, upgrade_catalog
-    from core.ingest import store_verified, upsert_object
-    from core.media_types import inspect_media
-    from core.objectstore.base import sha256_hex
     from core.objectstore.s3 import S3ObjectStore
     from tests.support.distributed import (
         VENV_BIN,
@@ -68,11 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             upgrade_catalog(catalog)
             engine = get_engine(catalog)
             store = S3ObjectStore(client=s3_client(endpoint), bucket=media)
-            for data in corpus(args.images, seed=23):
-                info = inspect_media(data)
-                blob = store_verified(store, data, sha256_hex(data), info)
-                with engine.begin() as conn:
-                    upsert_object(conn, blob, info, store.provider, store=store)
+            seed_originals(engine, store, corpus(args.images, seed=23))
 
             def env(machine: str, executor: str) -> dict[str, str]:
                 base = root / machine
@@ -140,12 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                 if done.returncode != 0:
                     print(done.stdout[-3000:], done.stderr[-3000:])
                     raise SystemExit(f"{label} run failed")
-                with engine.connect() as conn:
-                    ready = conn.execute(
-                        sa.text(
-                            "SELECT count(*) FROM media_catalog.variants WHERE status IN ('ready','skipped')"
-                        )
-                    ).scalar_one()
+                ready = variants_done(engine)
                 results[executor] = elapsed
                 print(
                     f"  {label:<40} {elapsed:6.1f}s  {args.images / elapsed:5.2f} originals/s  "

@@ -74,9 +74,7 @@ def variants_job_seconds(server, work: Path, home: Path, images: list[bytes]) ->
     ready or skipped)."""
     import multiprocessing
 
-    import sqlalchemy as sa
-
-    from benchmarks.variants import seed_originals, timed_run
+    from benchmarks.variants import seed_originals, timed_run, variants_done
     from core.catalog.db import get_engine, upgrade_catalog
     from orchestration.variants import FORKSERVER_EXECUTION
     from resources.settings import object_store_resource
@@ -94,12 +92,9 @@ def variants_job_seconds(server, work: Path, home: Path, images: list[bytes]) ->
         seconds, run_id, success = worker.submit(timed_run, execution, partition, str(home)).result()
     if not success:
         raise SystemExit(f"variants_job baseline run {run_id} failed")
-    with engine.connect() as conn:
-        done = conn.execute(
-            sa.text("SELECT count(*) FROM media_catalog.variants WHERE status IN ('ready', 'skipped')")
-        ).scalar_one()
+    done = variants_done(engine)
     engine.dispose()
-    return seconds, int(done)
+    return seconds, done
 
 
 def render_times(data: bytes) -> tuple[float, float]:

@@ -188,6 +188,18 @@ def seed_originals(engine, store, images: list[bytes]) -> None:
             upsert_object(conn, blob, info, store.provider, store=store)
 
 
+def variants_done(engine) -> int:
+    """Variant rows `ready` or `skipped`: what a run of the variants job left done."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text("SELECT count(*) FROM media_catalog.variants WHERE status IN ('ready', 'skipped')")
+            ).scalar_one()
+        )
+
+
 def timed_run(execution: dict, partition: str, dagster_home: str) -> tuple[float, str, bool]:
     """One variants_job run in this (fresh) process: wall time from submission to the run's end."""
     from dagster import DagsterInstance, execute_job, reconstructable
@@ -285,12 +297,7 @@ def scaling(count: int, rounds: int = 1, skip_spawn: bool = False) -> None:
                         timed_run, execution, partition, str(dagster_home)
                     ).result()
                 assert success, label
-                with engine.connect() as conn:
-                    ready = conn.execute(
-                        sa.text(
-                            "SELECT count(*) FROM media_catalog.variants WHERE status IN ('ready','skipped')"
-                        )
-                    ).scalar_one()
+                ready = variants_done(engine)
                 results[label].append(elapsed)
                 print(
                     f"  round {round_}: {label:<44} {elapsed:6.1f}s  {count / elapsed:5.2f} originals/s  "
